@@ -1,0 +1,209 @@
+"""params.yaml → one frozen, validated config object; every mistake is one line naming the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unmix.errors import ConfigError
+
+SOURCES = ("shapes", "cifar10", "imagefolder")
+ARCHS = ("seed",)
+MIXES = ("quarter_sum", "mean", "half_difference")
+LOSSES = ("fixed", "pit")
+
+
+def _choice(options: tuple[str, ...]) -> dict[str, Any]:
+    return {"choices": options}
+
+
+def _at_least(minimum: float) -> dict[str, Any]:
+    return {"min": minimum}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where images come from and which of them train, validate and test."""
+
+    source: str = field(default="shapes", metadata=_choice(SOURCES))
+    # cifar10: folder with cifar-10-batches-py/ or cifar-10-python.tar.gz (downloaded there if
+    # absent); imagefolder: root of <class>/<image> or train/<class>/<image> (+ test/...).
+    path: str | None = None
+    shapes_train: int = field(default=50_000, metadata=_at_least(2))  # images generated, train split
+    shapes_test: int = field(default=10_000, metadata=_at_least(2))  # images generated, test split
+    seed: int = 0  # generates shapes, draws the subsets and fixes the validation/test pairs
+    n_train: int = field(default=1000, metadata=_at_least(2))
+    n_valid: int = field(default=256, metadata=_at_least(2))  # two images per validation pair
+    n_test: int = field(default=1000, metadata=_at_least(2))  # two images per test pair
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where MLflow runs go; MLFLOW_TRACKING_URI, when set, wins over `uri`."""
+
+    enabled: bool = True
+    uri: str | None = None  # None: sqlite mlflow.db at the repository root
+    experiment: str = "unmix"
+
+
+@dataclass(frozen=True)
+class FiguresConfig:
+    """How render-figures draws; changing these re-runs that stage alone."""
+
+    n_pairs: int = field(default=8, metadata=_at_least(1))  # rows of each reconstruction grid
+    dpi: int = field(default=100, metadata=_at_least(20))
+
+
+@dataclass(frozen=True)
+class SetConfig:
+    """One named parameter set: a model, a mixing rule, a loss and a training budget."""
+
+    arch: str = field(default="seed", metadata=_choice(ARCHS))
+    mix: str = field(default="quarter_sum", metadata=_choice(MIXES))
+    loss: str = field(default="fixed", metadata=_choice(LOSSES))
+    epochs: int = field(default=10, metadata=_at_least(1))
+    batch_size: int = field(default=192, metadata=_at_least(2))  # images per step, two per pair
+    lr: float = field(default=5e-4, metadata={"min": 0.0, "exclusive": True})  # Adam step size
+    seed: int = 0  # weight init, dropout and batch order
+    validate_every: int = field(default=1, metadata=_at_least(1))  # epochs between validations
+    log_images_every: int = field(default=10, metadata=_at_least(0))  # epochs; 0 = last epoch only
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole params.yaml."""
+
+    data: DataConfig
+    tracking: TrackingConfig
+    figures: FiguresConfig
+    sets: dict[str, SetConfig]
+
+    def set(self, name: str) -> SetConfig:
+        """The parameter set called `name`, or a one-line error listing the known ones."""
+        if name not in self.sets:
+            raise ConfigError(f"sets.{name}: no such parameter set; known: {', '.join(self.sets)}")
+        return self.sets[name]
+
+
+def load_config(path: Path | str = "params.yaml") -> Config:
+    """Read and validate a params file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({_first_line(error)})") from None
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: Any, source: str = "params.yaml") -> Config:
+    """Validate a params mapping (as read from YAML) into a Config."""
+    where = f"{source}: "
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}expected a mapping with data, tracking, figures and sets")
+    _reject_unknown(raw, {"data", "tracking", "figures", "sets"}, where, "")
+    sets_raw = raw.get("sets")
+    if not isinstance(sets_raw, dict) or not sets_raw:
+        raise ConfigError(f"{where}sets: expected a mapping of at least one named parameter set")
+    sets = {}
+    for name, body in sets_raw.items():
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{where}sets.{name}: set names must be letters, digits, '_' or '-'")
+        sets[name] = _build(SetConfig, body, where, f"sets.{name}")
+    config = Config(
+        data=_build(DataConfig, raw.get("data", {}), where, "data"),
+        tracking=_build(TrackingConfig, raw.get("tracking", {}), where, "tracking"),
+        figures=_build(FiguresConfig, raw.get("figures", {}), where, "figures"),
+        sets=sets,
+    )
+    _check_consistency(config, where)
+    return config
+
+
+def _check_consistency(config: Config, where: str) -> None:
+    data = config.data
+    if data.source in ("cifar10", "imagefolder") and not data.path:
+        raise ConfigError(f"{where}data.path: required for data.source={data.source}")
+    if data.source == "shapes":
+        if data.n_train + data.n_valid > data.shapes_train:
+            raise ConfigError(
+                f"{where}data.n_train + data.n_valid = {data.n_train + data.n_valid}: more than the "
+                f"{data.shapes_train} training images data.shapes_train generates"
+            )
+        if data.n_test > data.shapes_test:
+            raise ConfigError(
+                f"{where}data.n_test = {data.n_test}: more than the {data.shapes_test} test images "
+                "data.shapes_test generates"
+            )
+    if config.figures.n_pairs > data.n_test // 2:
+        raise ConfigError(
+            f"{where}figures.n_pairs = {config.figures.n_pairs}: more than the "
+            f"{data.n_test // 2} test pairs data.n_test = {data.n_test} makes"
+        )
+
+
+def _build(cls: type, raw: Any, where: str, prefix: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}{prefix}: expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _reject_unknown(raw, set(fields), where, prefix + ".")
+    hints = typing.get_type_hints(cls)
+    values = {
+        name: _check_value(raw[name], hints[name], fields[name].metadata, f"{where}{prefix}.{name}")
+        for name in raw
+    }
+    return cls(**values)
+
+
+def _reject_unknown(raw: dict, known: set[str], where: str, prefix: str) -> None:
+    unknown = sorted(str(key) for key in raw if key not in known)
+    if unknown:
+        raise ConfigError(
+            f"{where}{prefix}{unknown[0]}: unknown key; expected one of {', '.join(sorted(known))}"
+        )
+
+
+def _check_value(value: Any, hint: Any, rules: typing.Mapping[str, Any], name: str) -> Any:
+    optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
+    if optional:
+        if value is None:
+            return None
+        (hint,) = [arg for arg in hint.__args__ if arg is not type(None)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        value = float(value)
+    elif hint is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{name}: expected a non-empty string, got {value!r}")
+    if "choices" in rules and value not in rules["choices"]:
+        raise ConfigError(f"{name}: expected one of {', '.join(rules['choices'])}, got {value!r}")
+    if "min" in rules:
+        minimum = rules["min"]
+        too_small = value <= minimum if rules.get("exclusive") else value < minimum
+        if too_small:
+            relation = ">" if rules.get("exclusive") else ">="
+            raise ConfigError(f"{name}: expected a value {relation} {minimum}, got {value!r}")
+    return value
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+

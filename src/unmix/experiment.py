@@ -1,0 +1,101 @@
+"""One parameter set's train and evaluate steps, wired to its MLflow run."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from unmix.config import DataConfig, SetConfig
+from unmix.evaluation import Evaluation, evaluate_separator, flatten_metrics
+from unmix.mixing import MIXES
+from unmix.models import build_model
+from unmix.mosaic import reconstruction_mosaic
+from unmix.subset import PairSet, Subsets
+from unmix.tracking import git_commit
+from unmix.training import EpochResult, normalise, separate, to_channels_first, to_uint8_images, train_separator
+
+# Pairs shown in the reconstruction images logged to MLflow during training.
+LOGGED_PAIRS = 8
+
+
+def run_params(set_config: SetConfig, data: DataConfig) -> dict[str, Any]:
+    """Everything that defines a run, flat, as MLflow params: the set's fields and data."""
+    params = {f"set.{k}": v for k, v in dataclasses.asdict(set_config).items()}
+    params |= {f"data.{k}": v for k, v in dataclasses.asdict(data).items()}
+    return params
+
+
+def run_tags(set_name: str, data: DataConfig, subset_meta: dict, root: Path) -> dict[str, str]:
+    """Tags that find a run again: set, commit, data source and digest, DVC experiment."""
+    tags = {
+        "unmix.set": set_name,
+        "unmix.data_source": data.source,
+        "unmix.data_digest": subset_meta["digest"],
+    }
+    commit = git_commit(root)
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+def separate_pairs(model: nn.Module, pairs: PairSet, mix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mixtures and both outputs of `model` on fixed pairs, as uint8 (P, 32, 32, 3)."""
+    a = normalise(to_channels_first(pairs.a))
+    b = normalise(to_channels_first(pairs.b))
+    mixture = MIXES[mix](a, b)
+    out_1, out_2 = separate(model, mixture)
+    return to_uint8_images(mixture), to_uint8_images(out_1), to_uint8_images(out_2)
+
+
+def pair_mosaic(model: nn.Module, pairs: PairSet, mix: str) -> np.ndarray:
+    """Rows of mixture, truth a, truth b, output 1, output 2, as one uint8 image."""
+    mixture, out_1, out_2 = separate_pairs(model, pairs, mix)
+    return reconstruction_mosaic([mixture, pairs.a, pairs.b, out_1, out_2])
+
+
+def train_set(set_config: SetConfig, subsets: Subsets, tracker: Any) -> tuple[nn.Module, list[EpochResult]]:
+    """Train one set's model, streaming per-epoch losses and image mosaics to `tracker`."""
+    shown = PairSet(subsets.valid.a[:LOGGED_PAIRS], subsets.valid.b[:LOGGED_PAIRS])
+    every = set_config.log_images_every
+
+    def report(result: EpochResult, model: nn.Module) -> None:
+        metrics = {"train/l1": result.train_l1}
+        if result.valid_l1 is not None:
+            metrics["valid/l1"] = result.valid_l1
+        tracker.log_metrics(metrics, step=result.epoch)
+        if (every and result.epoch % every == 0) or result.epoch == set_config.epochs:
+            tracker.log_image(pair_mosaic(model, shown, set_config.mix), key="reconstructions/valid", step=result.epoch)
+
+    torch.manual_seed(set_config.seed)  # weight init
+    model = build_model(set_config.arch)
+    history = train_separator(
+        model,
+        to_channels_first(subsets.train.images),
+        to_channels_first(subsets.valid.a),
+        to_channels_first(subsets.valid.b),
+        mix=set_config.mix,
+        loss=set_config.loss,
+        epochs=set_config.epochs,
+        batch_size=set_config.batch_size,
+        lr=set_config.lr,
+        seed=set_config.seed,
+        validate_every=set_config.validate_every,
+        on_epoch_end=report,
+    )
+    tracker.log_model(model)
+    return model, history
+
+
+def evaluate_set(model: nn.Module, set_config: SetConfig, subsets: Subsets, tracker: Any) -> Evaluation:
+    """Score the model on the fixed test pairs and add the metrics to its run."""
+    evaluation = evaluate_separator(model, subsets.test.a, subsets.test.b, set_config.mix)
+    tracker.log_metrics({k: v for k, v in flatten_metrics(evaluation.metrics).items() if not k.endswith("n_pairs")})
+    return evaluation

@@ -1,0 +1,46 @@
+"""Mixing rules: how two images in [-1, 1] become the one picture the network sees."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def quarter_sum(a: Tensor, b: Tensor) -> Tensor:
+    """(a + b) / 4: what the seed notebook's code computed."""
+    return (a + b) / 4
+
+
+def mean(a: Tensor, b: Tensor) -> Tensor:
+    """(a + b) / 2: the plain average."""
+    return (a + b) / 2
+
+
+def half_difference(a: Tensor, b: Tensor) -> Tensor:
+    """(a - b) / 2: what the seed notebook's text described."""
+    return (a - b) / 2
+
+
+MIXES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "quarter_sum": quarter_sum,
+    "mean": mean,
+    "half_difference": half_difference,
+}
+
+
+def trivial_separation(mixture: Tensor, mix: str) -> tuple[Tensor, Tensor]:
+    """The "doing nothing" separator: two outputs made from the mixture by a fixed rule.
+
+    For the sum mixes both outputs are the mixture rescaled to one image's range; for the
+    difference mix they are mid-grey (0 in [-1, 1]) plus and minus the mixture.
+    """
+    if mix == "quarter_sum":
+        return 2 * mixture, 2 * mixture
+    if mix == "mean":
+        return mixture, mixture
+    if mix == "half_difference":
+        return mixture, -mixture
+    raise ValueError(f"unknown mix {mix!r}; expected one of {', '.join(MIXES)}")

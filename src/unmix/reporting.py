@@ -1,0 +1,47 @@
+"""The DVC metrics and plots files: per-epoch history CSV and test metrics JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Sequence
+
+from unmix.atomic import write_text_atomically
+from unmix.training import EpochResult
+
+HISTORY_COLUMNS = ("epoch", "train/l1", "valid/l1")
+
+
+def history_csv(history: Sequence[EpochResult]) -> str:
+    """CSV text with one row per epoch; valid/l1 is empty on epochs without validation."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HISTORY_COLUMNS)
+    for row in history:
+        valid = "" if row.valid_l1 is None else f"{row.valid_l1:.6f}"
+        writer.writerow([row.epoch, f"{row.train_l1:.6f}", valid])
+    return out.getvalue()
+
+
+def write_history(history: Sequence[EpochResult], path: Path) -> None:
+    """Write the history CSV atomically."""
+    write_text_atomically(path, history_csv(history))
+
+
+def read_history(path: Path):
+    """The history CSV as a pandas DataFrame (valid/l1 NaN where not measured)."""
+    import pandas as pd
+
+    return pd.read_csv(path)
+
+
+def write_metrics(metrics: dict, path: Path) -> None:
+    """Write metrics JSON atomically, keys in a stable order for readable diffs."""
+    write_text_atomically(path, json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def read_metrics(path: Path) -> dict:
+    """Read a metrics JSON written by `write_metrics`."""
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,51 @@
+"""DVC stage `train@<set>`: train one parameter set's model, logging the run to MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from unmix.cli import run_stage, stage_parser
+from unmix.config import load_config
+from unmix.experiment import run_params, run_tags, train_set
+from unmix.models import save_checkpoint
+from unmix.reporting import write_history
+from unmix.subset import load_subset_meta, load_subsets
+from unmix.tracking import open_tracker, project_root
+
+
+def main(args: argparse.Namespace) -> None:
+    config = load_config(args.params)
+    set_config = config.set(args.set_name)
+    subsets = load_subsets(args.data)
+    meta = load_subset_meta(args.data)
+    started = time.perf_counter()
+    tracker = open_tracker(
+        config.tracking.enabled,
+        config.tracking.uri,
+        config.tracking.experiment,
+        run_name=args.set_name,
+        params=run_params(set_config, config.data),
+        tags=run_tags(args.set_name, config.data, meta, project_root(os.environ, Path.cwd())),
+    )
+    with tracker:
+        model, history = train_set(set_config, subsets, tracker)
+        trained = time.perf_counter()
+        run_id = tracker.finish()
+    save_checkpoint(model, args.model, set_config.arch,
+                    {"set_name": args.set_name, "mix": set_config.mix, "mlflow_run_id": run_id})
+    write_history(history, args.history)
+    last = history[-1]
+    print(f"train@{args.set_name}: {set_config.epochs} epochs in {trained - started:.1f} s "
+          f"(+{time.perf_counter() - trained:.1f} s waiting on MLflow), train/l1 {last.train_l1:.4f}, "
+          f"valid/l1 {last.valid_l1:.4f}, run {run_id}")
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__, with_set=True)
+    parser.add_argument("--data", type=Path, default=Path("data/subset"))
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--history", type=Path, required=True)
+    run_stage(main, parser)
