@@ -1,0 +1,100 @@
+"""End to end: the real `dvc repro` on a tiny copy of the project, and what it leaves behind."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import TINY_SET, run_command, write_params
+
+pytestmark = pytest.mark.slow
+
+SETS = ("seed", "mean_pit")
+
+
+def ran_stages(output: str) -> list[str]:
+    """Names of the stages a `dvc repro` output says it ran."""
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def repro(project: Path, check: bool = True):
+    return run_command(["dvc", "repro"], project, check=check)
+
+
+def test_dvc_repro_end_to_end(tiny_project: Path) -> None:
+    first = repro(tiny_project)
+    assert set(ran_stages(first.stdout)) == {
+        "download", "subset", "train@seed", "train@mean_pit", "evaluate@seed", "evaluate@mean_pit", "render-figures"}
+
+    for name in SETS:
+        assert (tiny_project / "models" / f"{name}.pt").stat().st_size > 1_000_000
+        history = pd.read_csv(tiny_project / "reports" / name / "history.csv")
+        assert list(history.columns) == ["epoch", "train/l1", "valid/l1"]
+        assert history["epoch"].tolist() == list(range(1, TINY_SET["epochs"] + 1))
+        assert history["valid/l1"].notna().all()
+        metrics = json.loads((tiny_project / "reports" / name / "metrics.json").read_text())
+        assert metrics["test"]["n_pairs"] == 6  # n_test 12 images → 6 fixed pairs
+        for block in ("test", "baseline"):
+            assert {"mae", "mse", "psnr"} <= set(metrics[block]["best"]) == set(metrics[block]["fixed"])
+            assert metrics[block]["best"]["psnr"] >= metrics[block]["fixed"]["psnr"]
+    figures = {p.name for p in (tiny_project / "reports" / "figures").iterdir()}
+    assert figures == {"learning_curves_all.png", "test_metrics.png"} | {
+        f"{kind}_{name}.png" for kind in ("learning_curves", "reconstructions") for name in SETS}
+    summary = (tiny_project / "reports" / "summary.md").read_text()
+    assert all(f"| {name} |" in summary for name in SETS)
+
+    check_mlflow_runs(tiny_project)
+
+    again = repro(tiny_project)
+    assert ran_stages(again.stdout) == []
+
+    write_params(tiny_project, lambda p: p["figures"].update(dpi=80))
+    figure_only = repro(tiny_project)
+    assert ran_stages(figure_only.stdout) == ["render-figures"]
+
+
+def check_mlflow_runs(project: Path) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("unmix")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(run.data.tags["unmix.set"] for run in runs) == sorted(SETS)
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.params["set.epochs"] == str(TINY_SET["epochs"])
+        assert run.data.params["data.source"] == "shapes"
+        assert len(run.data.tags["unmix.data_digest"]) == 64
+        assert len(run.data.tags["mlflow.source.git.commit"]) == 40
+        train = client.get_metric_history(run.info.run_id, "train/l1")
+        valid = client.get_metric_history(run.info.run_id, "valid/l1")
+        assert sorted(m.step for m in train) == sorted(m.step for m in valid) == [1, 2, 3]
+        # evaluate adds the test metrics to the training run
+        assert {"test/best/psnr", "test/seed_l1", "baseline/best/psnr"} <= set(run.data.metrics)
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "figures" in artifacts and "images" in artifacts
+        images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+        steps = {int(m) for p in images for m in re.findall(r"\+step\+(\d+)\+", p)}
+        assert steps == {2, 3}  # every log_images_every=2 epochs, and the last
+        figures = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")}
+        assert f"reconstructions_{run.data.tags['unmix.set']}.png" in figures
+    models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
+    assert len(models) == len(SETS)
+
+
+def test_bad_parameter_stops_with_one_line_and_keeps_outputs(tiny_project: Path) -> None:
+    repro(tiny_project)
+    model = (tiny_project / "models" / "seed.pt").read_bytes()
+    metrics = (tiny_project / "reports" / "seed" / "metrics.json").read_text()
+
+    write_params(tiny_project, lambda p: p["sets"]["seed"].update(epochs=0))
+    failed = repro(tiny_project, check=False)
+    assert failed.returncode != 0
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: params.yaml: sets.seed.epochs: expected a value >= 1, got 0"]
+    assert (tiny_project / "models" / "seed.pt").read_bytes() == model
+    assert (tiny_project / "reports" / "seed" / "metrics.json").read_text() == metrics
