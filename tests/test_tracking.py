@@ -1,0 +1,104 @@
+"""MLflow tracking: where the store is, and what a run holds after success and failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unmix.tracking import (
+    NullTracker,
+    RunTracker,
+    TrackingError,
+    artifact_location,
+    open_tracker,
+    project_root,
+    resolve_tracking_uri,
+)
+
+
+def test_tracking_uri_precedence_env_then_params_then_repo_store() -> None:
+    root = Path("/repo")
+    assert resolve_tracking_uri(None, {}, root) == "sqlite:////repo/mlflow.db"
+    assert resolve_tracking_uri("http://server:5000", {}, root) == "http://server:5000"
+    env = {"MLFLOW_TRACKING_URI": "postgresql://db/mlflow"}
+    assert resolve_tracking_uri("http://server:5000", env, root) == "postgresql://db/mlflow"
+
+
+def test_project_root_is_dvc_root_when_dvc_runs_the_stage(tmp_path: Path) -> None:
+    assert project_root({"DVC_ROOT": str(tmp_path)}, Path("/elsewhere")) == tmp_path.resolve()
+    assert project_root({}, tmp_path) == tmp_path.resolve()
+
+
+def test_sqlite_artifacts_live_beside_the_database() -> None:
+    assert artifact_location("sqlite:////repo/mlflow.db") == "file:///repo/mlartifacts"
+    assert artifact_location("http://server:5000") is None
+
+
+def client(uri: str):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def test_run_logs_params_tags_epoch_metrics_and_images(mlflow_uri: str) -> None:
+    with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed",
+                    params={"set.epochs": 2}, tags={"unmix.set": "seed"}) as tracker:
+        for epoch in (1, 2):
+            tracker.log_metrics({"train/l1": 1.0 / epoch, "valid/l1": 2.0 / epoch}, step=epoch)
+        tracker.log_image(np.zeros((8, 8, 3), np.uint8), key="reconstructions/valid", step=2)
+    run = client(mlflow_uri).get_run(tracker.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"set.epochs": "2"}
+    assert run.data.tags["unmix.set"] == "seed"
+    history = client(mlflow_uri).get_metric_history(tracker.run_id, "valid/l1")
+    assert [(m.step, m.value) for m in history] == [(1, 2.0), (2, 1.0)]
+    assert [a.path for a in client(mlflow_uri).list_artifacts(tracker.run_id)] == ["images"]
+
+
+def test_a_failure_inside_the_run_marks_it_failed(mlflow_uri: str) -> None:
+    tracker = RunTracker(uri=mlflow_uri, experiment="e", run_name="boom")
+    with pytest.raises(RuntimeError, match="diverged"):
+        with tracker:
+            tracker.log_metrics({"train/l1": 1.0}, step=1)
+            raise RuntimeError("diverged")
+    assert client(mlflow_uri).get_run(tracker.run_id).info.status == "FAILED"
+
+
+def test_a_second_tracker_adds_to_the_same_run(mlflow_uri: str) -> None:
+    with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed") as train:
+        train.log_metrics({"train/l1": 0.5}, step=1)
+    with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed", run_id=train.run_id) as evaluate:
+        evaluate.log_metrics({"test/best/psnr": 17.5})
+    assert evaluate.run_id == train.run_id
+    run = client(mlflow_uri).get_run(train.run_id)
+    assert run.data.metrics == {"train/l1": 0.5, "test/best/psnr": 17.5}
+    assert run.info.status == "FINISHED"
+
+
+def test_a_run_missing_from_the_store_gets_a_fresh_run(mlflow_uri: str) -> None:
+    with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed", run_id="0" * 32) as tracker:
+        tracker.log_metrics({"test/best/psnr": 17.5})
+    run = client(mlflow_uri).get_run(tracker.run_id)
+    assert tracker.run_id != "0" * 32
+    assert run.data.tags["unmix.resumed_from_missing_run"] == "0" * 32
+
+
+def test_a_store_that_fails_is_one_line_at_finish(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    uri = f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
+    tracker = RunTracker(uri=uri, experiment="e", run_name="x")
+    tracker.log_metrics({"a": 1.0})
+    with pytest.raises(TrackingError) as error:
+        tracker.finish()
+    assert str(error.value).startswith(f"MLflow tracking at {uri} failed: ")
+    assert "\n" not in str(error.value)
+
+
+def test_tracking_disabled_gives_a_tracker_that_does_nothing() -> None:
+    tracker = open_tracker(False, None, "e", run_name="x")
+    assert isinstance(tracker, NullTracker)
+    with tracker:
+        tracker.log_metrics({"a": 1.0}, step=1)
+    assert tracker.finish() is None and tracker.run_id is None
