@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -10,12 +11,13 @@ from unmix.atomic import atomic_directory
 from unmix.cli import run_stage, stage_parser
 from unmix.config import load_config
 from unmix.datasets import acquire_images, save_raw
+from unmix.paths import project_root
 
 
 def main(args: argparse.Namespace) -> None:
     data = load_config(args.params).data
     started = time.perf_counter()
-    train, test = acquire_images(data)
+    train, test = acquire_images(data, project_root(os.environ, Path.cwd()))
     with atomic_directory(args.out) as tmp:
         save_raw(train, test, tmp, data.source)
     test_count = len(test) if test is not None else 0

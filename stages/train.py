@@ -13,7 +13,8 @@ from unmix.experiment import run_params, run_tags, train_set
 from unmix.models import save_checkpoint
 from unmix.reporting import write_history
 from unmix.subset import load_subset_meta, load_subsets
-from unmix.tracking import open_tracker, project_root
+from unmix.paths import project_root
+from unmix.tracking import open_tracker
 
 
 def main(args: argparse.Namespace) -> None:

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from unmix.paths import project_root
 from unmix.tracking import (
     NullTracker,
     RunTracker,
     TrackingError,
     artifact_location,
     open_tracker,
-    project_root,
     resolve_tracking_uri,
 )
 

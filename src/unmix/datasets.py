@@ -9,6 +9,7 @@ import numpy as np
 
 from unmix.atomic import write_text_atomically
 from unmix.config import DataConfig
+from unmix.paths import resolve_data_path
 from unmix.imageset import ImageSet, load_image_set, save_image_set
 
 
@@ -17,8 +18,12 @@ def split_seed(seed: int, split: str) -> int:
     return int(np.random.SeedSequence([seed, {"train": 0, "test": 1}[split]]).generate_state(1)[0])
 
 
-def acquire_images(data: DataConfig) -> tuple[ImageSet, ImageSet | None]:
-    """The source's (train, test) splits; test is None when the source has no test split."""
+def acquire_images(data: DataConfig, root: Path) -> tuple[ImageSet, ImageSet | None]:
+    """The source's (train, test) splits; test is None when the source has no test split.
+
+    A relative data.path is taken from the repository `root`, so queued experiments,
+    which run in temporary copies, read the same folder.
+    """
     if data.source == "shapes":
         from unmix.shapes import generate_shapes
 
@@ -29,11 +34,11 @@ def acquire_images(data: DataConfig) -> tuple[ImageSet, ImageSet | None]:
     if data.source == "cifar10":
         from unmix.sources import load_cifar10
 
-        return load_cifar10(Path(data.path))
+        return load_cifar10(resolve_data_path(data.path, root))
     if data.source == "imagefolder":
         from unmix.sources import load_image_folder
 
-        return load_image_folder(Path(data.path))
+        return load_image_folder(resolve_data_path(data.path, root))
     raise ValueError(f"unknown data.source {data.source!r}")  # config validation rules this out
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from unmix.errors import UnmixError
+from unmix.paths import project_root
 
 DEFAULT_STORE_NAME = "mlflow.db"
 GIL_SWITCH_INTERVAL_S = 0.0002
@@ -21,11 +22,6 @@ ARTIFACTS_DIR_NAME = "mlartifacts"
 
 class TrackingError(UnmixError):
     """The MLflow store refused or failed a call."""
-
-
-def project_root(environ: Mapping[str, str], cwd: Path) -> Path:
-    """The repository root: DVC_ROOT when DVC runs the stage (also in temporary exp folders)."""
-    return Path(environ.get("DVC_ROOT") or cwd).resolve()
 
 
 def resolve_tracking_uri(configured: str | None, environ: Mapping[str, str], root: Path) -> str:
