@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unmix.paths import project_root
 from unmix.tracking import (
     NullTracker,
     RunTracker,
@@ -24,11 +23,6 @@ def test_tracking_uri_precedence_env_then_params_then_repo_store() -> None:
     assert resolve_tracking_uri("http://server:5000", {}, root) == "http://server:5000"
     env = {"MLFLOW_TRACKING_URI": "postgresql://db/mlflow"}
     assert resolve_tracking_uri("http://server:5000", env, root) == "postgresql://db/mlflow"
-
-
-def test_project_root_is_dvc_root_when_dvc_runs_the_stage(tmp_path: Path) -> None:
-    assert project_root({"DVC_ROOT": str(tmp_path)}, Path("/elsewhere")) == tmp_path.resolve()
-    assert project_root({}, tmp_path) == tmp_path.resolve()
 
 
 def test_sqlite_artifacts_live_beside_the_database() -> None:

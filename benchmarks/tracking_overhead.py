@@ -1,0 +1,66 @@
+"""Train-stage wall time with MLflow tracking on and off, alternated in one run.
+
+    python benchmarks/tracking_overhead.py --set seed --repeats 2
+
+Runs the real `stages/train.py` as a subprocess (process start and imports included) on
+the existing data/subset, with a private copy of a migrated MLflow store, and prints the
+overhead of tracking as a fraction of the untracked train-stage time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def timed_train(params: dict, set_name: str, workdir: Path, data: Path) -> float:
+    """Seconds for one `stages/train.py` process with these params."""
+    params_path = workdir / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, str(REPO / "stages" / "train.py"), "--params", str(params_path), "--set", set_name,
+         "--data", str(data), "--model", str(workdir / "model.pt"), "--history", str(workdir / "history.csv")],
+        check=True, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", dest="set_name", default="seed")
+    parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
+    parser.add_argument("--data", type=Path, default=REPO / "data" / "subset")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    import mlflow
+
+    base = yaml.safe_load(args.params.read_text())
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        store = workdir / "mlflow.db"
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()  # migrate once
+        for _ in range(args.repeats):
+            for mode in ("on", "off"):
+                params = {**base, "tracking": {**base["tracking"], "enabled": mode == "on", "uri": f"sqlite:///{store}"}}
+                times[mode].append(timed_train(params, args.set_name, workdir, args.data.resolve()))
+                print(f"tracking {mode:3s}: {times[mode][-1]:6.1f} s", flush=True)
+    on, off = statistics.median(times["on"]), statistics.median(times["off"])
+    print(f"median train-stage time: tracking on {on:.1f} s, off {off:.1f} s")
+    print(f"tracking overhead: {100 * (on - off) / off:+.1f}% of the untracked train-stage time")
+
+
+if __name__ == "__main__":
+    main()
