@@ -38,7 +38,7 @@ class DataConfig:
     path: str | None = None
     shapes_train: int = field(default=50_000, metadata=_at_least(2))  # images generated, train split
     shapes_test: int = field(default=10_000, metadata=_at_least(2))  # images generated, test split
-    seed: int = 0  # generates shapes, draws the subsets and fixes the validation/test pairs
+    seed: int = field(default=0, metadata=_at_least(0))  # generates shapes, draws subsets, fixes pairs
     n_train: int = field(default=1000, metadata=_at_least(2))
     n_valid: int = field(default=256, metadata=_at_least(2))  # two images per validation pair
     n_test: int = field(default=1000, metadata=_at_least(2))  # two images per test pair
@@ -71,7 +71,7 @@ class SetConfig:
     epochs: int = field(default=10, metadata=_at_least(1))
     batch_size: int = field(default=192, metadata=_at_least(2))  # images per step, two per pair
     lr: float = field(default=5e-4, metadata={"min": 0.0, "exclusive": True})  # Adam step size
-    seed: int = 0  # weight init, dropout and batch order
+    seed: int = field(default=0, metadata=_at_least(0))  # weight init, dropout and batch order
     validate_every: int = field(default=1, metadata=_at_least(1))  # epochs between validations
     log_images_every: int = field(default=10, metadata=_at_least(0))  # epochs; 0 = last epoch only
 
@@ -187,6 +187,7 @@ def _check_value(value: Any, hint: Any, rules: typing.Mapping[str, Any], name: s
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
     elif hint is float:
+        value = _yaml_float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
         value = float(value)
@@ -201,6 +202,16 @@ def _check_value(value: Any, hint: Any, rules: typing.Mapping[str, Any], name: s
         if too_small:
             relation = ">" if rules.get("exclusive") else ">="
             raise ConfigError(f"{name}: expected a value {relation} {minimum}, got {value!r}")
+    return value
+
+
+def _yaml_float(value: Any) -> Any:
+    """YAML 1.1 reads 5e-4 (no dot) as a string; take it as the number it was meant to be."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
     return value
 
 

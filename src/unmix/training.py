@@ -34,7 +34,7 @@ def to_channels_first(images: np.ndarray) -> Tensor:
 
 def normalise(batch: Tensor) -> Tensor:
     """uint8 [0, 255] → float32 [-1, 1], the seed's Normalize(mean 0.5, std 0.5)."""
-    return batch.float().div_(127.5).sub_(1.0)
+    return batch.float().div(127.5).sub_(1.0)  # div makes a copy: a float input is untouched
 
 
 def to_uint8_images(x: Tensor) -> np.ndarray:

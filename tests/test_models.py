@@ -1,0 +1,204 @@
+"""The seed model layer by layer as SEED.md describes it; checkpoints round-trip exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from unmix.models import ARCHITECTURES, SeedAutoencoder, build_model, load_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny batches gain nothing from intra-op threads; on a busy 2-core machine they cost a lot.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model() -> SeedAutoencoder:
+    torch.manual_seed(0)
+    return SeedAutoencoder().eval()
+
+
+@pytest.fixture(scope="module")
+def mixture() -> torch.Tensor:
+    return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def layer_types(sequential: nn.Sequential) -> list[type]:
+    return [type(layer) for layer in sequential]
+
+
+def shapes_after(sequential: nn.Sequential, x: torch.Tensor, kind: type) -> list[tuple[int, ...]]:
+    """Run `sequential` on x, recording the output shape of every layer of type `kind`."""
+    shapes = []
+    with torch.no_grad():
+        for layer in sequential:
+            x = layer(x)
+            if isinstance(layer, kind):
+                shapes.append(tuple(x.shape))
+    return shapes
+
+
+# --- encoder ---------------------------------------------------------------------------------------------
+
+
+def test_encoder_convolutions_match_the_seed(model):
+    convs = [layer for layer in model.encoder if isinstance(layer, nn.Conv2d)]
+    # (in, out, kernel, stride, padding) from SEED.md
+    expected = [(3, 32, 4, 2, 1), (32, 64, 4, 1, 1), (64, 64, 4, 1, 1), (64, 64, 4, 2, 1), (64, 128, 6, 1, 0)]
+    got = [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0]) for c in convs]
+    assert got == expected
+
+
+def test_encoder_has_leaky_relu_after_every_conv_but_the_last(model):
+    conv, act = nn.Conv2d, nn.LeakyReLU
+    assert layer_types(model.encoder) == [conv, act, conv, act, conv, act, conv, act, conv]
+
+
+def test_encoder_shapes_layer_by_layer(model, mixture):
+    # 32 -(k4 s2 p1)-> 16 -(k4 s1 p1)-> 15 -> 14 -(k4 s2 p1)-> 7 -(k6)-> 2
+    assert shapes_after(model.encoder, mixture, nn.Conv2d) == [
+        (2, 32, 16, 16), (2, 64, 15, 15), (2, 64, 14, 14), (2, 64, 7, 7), (2, 128, 2, 2),
+    ]
+
+
+# --- decoders --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["decoder_1", "decoder_2"])
+def test_decoder_transposed_convolutions_match_the_seed(model, name):
+    decoder = getattr(model, name)
+    convs = [layer for layer in decoder if isinstance(layer, nn.ConvTranspose2d)]
+    # (in, out, kernel, stride, padding, output_padding) from SEED.md
+    expected = [(128, 64, 2, 1, 0, 0), (64, 64, 4, 2, 1, 1), (64, 64, 4, 1, 0, 0), (64, 32, 4, 1, 0, 0),
+                (32, 3, 4, 2, 1, 1)]
+    got = [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0], c.output_padding[0])
+           for c in convs]
+    assert got == expected
+
+
+@pytest.mark.parametrize("name", ["decoder_1", "decoder_2"])
+def test_decoder_shapes_layer_by_layer(model, name):
+    latent = torch.zeros(2, 128, 2, 2)
+    decoder = getattr(model, name)
+    # (i - 1) * s - 2p + k + op: 2 -> 1+2 = 3 -> 2*2-2+4+1 = 7 -> 6+4 = 10 -> 9+4 = 13
+    #                            -> 12*2-2+4+1 = 27
+    assert shapes_after(decoder, latent, nn.ConvTranspose2d) == [
+        (2, 64, 3, 3), (2, 64, 7, 7), (2, 64, 10, 10), (2, 32, 13, 13), (2, 3, 27, 27),
+    ]
+    # then nearest upsampling by 32/27 to 32 x 32, and Tanh
+    assert shapes_after(decoder, latent, nn.UpsamplingNearest2d) == [(2, 3, 32, 32)]
+    assert layer_types(decoder)[-2:] == [nn.UpsamplingNearest2d, nn.Tanh]
+
+
+@pytest.mark.parametrize("name", ["decoder_1", "decoder_2"])
+def test_decoder_has_leaky_relu_between_transposed_convs_only(model, name):
+    layers = [layer for layer in getattr(model, name) if not isinstance(layer, nn.Dropout2d)]
+    ct, act = nn.ConvTranspose2d, nn.LeakyReLU
+    assert [type(layer) for layer in layers] == [
+        ct, act, ct, act, ct, act, ct, act, ct, nn.UpsamplingNearest2d, nn.Tanh,
+    ]
+
+
+@pytest.mark.parametrize(("name", "after"), [("decoder_1", 2), ("decoder_2", 3)])
+def test_decoder_dropout_position(model, name, after):
+    decoder = list(getattr(model, name))
+    dropouts = [i for i, layer in enumerate(decoder) if isinstance(layer, nn.Dropout2d)]
+    assert len(dropouts) == 1
+    (position,) = dropouts
+    assert decoder[position].p == pytest.approx(0.3)
+    convs_before = sum(isinstance(layer, nn.ConvTranspose2d) for layer in decoder[:position])
+    assert convs_before == after  # after the 2nd (decoder 1) / 3rd (decoder 2) transposed conv
+    assert isinstance(decoder[position + 1], nn.ConvTranspose2d)  # and before the next one
+
+
+def test_no_dropout_in_the_encoder(model):
+    assert not any(isinstance(layer, (nn.Dropout, nn.Dropout2d)) for layer in model.encoder)
+
+
+# --- whole model -----------------------------------------------------------------------------------------
+
+
+def test_forward_gives_two_images_in_tanh_range(model):
+    big = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 100
+    with torch.no_grad():
+        out_1, out_2 = model(big)
+    assert out_1.shape == out_2.shape == (3, 3, 32, 32)
+    for out in (out_1, out_2):
+        assert out.min() >= -1 and out.max() <= 1
+
+
+def test_parameter_count_by_hand(model):
+    # conv params = in * out * k * k + out
+    # encoder: 3*32*16+32 = 1568; 32*64*16+64 = 32832; 2 * (64*64*16+64) = 2 * 65600;
+    #          64*128*36+128 = 295040               -> 460640
+    # decoder: 128*64*4+64 = 32832; 2 * 65600; 64*32*16+32 = 32800; 32*3*16+3 = 1539 -> 198371
+    # total: 460640 + 2 * 198371 = 857382
+    assert sum(p.numel() for p in model.encoder.parameters()) == 460640
+    assert sum(p.numel() for p in model.decoder_1.parameters()) == 198371
+    assert sum(p.numel() for p in model.parameters()) == 857382
+
+
+def test_dropout_makes_training_mode_stochastic_and_eval_deterministic(mixture):
+    torch.manual_seed(0)
+    net = SeedAutoencoder()
+    with torch.no_grad():
+        net.train()
+        first, second = net(mixture)[0], net(mixture)[0]
+        assert not torch.equal(first, second)
+        net.eval()
+        assert torch.equal(net(mixture)[0], net(mixture)[0])
+
+
+def test_decoders_are_separate_modules_with_separate_weights(model):
+    assert model.decoder_1 is not model.decoder_2
+    assert not torch.equal(model.decoder_1[0].weight, model.decoder_2[0].weight)
+
+
+def test_build_model_known_and_unknown_arch():
+    assert set(ARCHITECTURES) == {"seed"}
+    assert isinstance(build_model("seed"), SeedAutoencoder)
+    with pytest.raises(ValueError, match="unknown arch 'unet'; expected one of seed"):
+        build_model("unet")
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, mixture):
+    torch.manual_seed(3)
+    original = SeedAutoencoder().eval()
+    path = tmp_path / "model.pt"
+    save_checkpoint(original, path, "seed", {"set": "seed", "epochs": 2})
+    loaded, metadata = load_checkpoint(path)
+    assert metadata == {"set": "seed", "epochs": 2}
+    assert isinstance(loaded, SeedAutoencoder)
+    assert not loaded.training
+    with torch.no_grad():
+        for before, after in zip(original(mixture), loaded(mixture)):
+            assert torch.equal(before, after)
+    for key, value in original.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+
+
+def test_checkpoint_leaves_no_temporary_files(tmp_path):
+    save_checkpoint(SeedAutoencoder(), tmp_path / "model.pt", "seed", {})
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_loaded_model_differs_from_a_fresh_one(tmp_path, mixture):
+    # guards against load_checkpoint silently returning an untrained model
+    torch.manual_seed(4)
+    original = SeedAutoencoder().eval()
+    save_checkpoint(original, tmp_path / "m.pt", "seed", {})
+    torch.manual_seed(5)
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    fresh = SeedAutoencoder().eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(mixture)[0], original(mixture)[0])
+        assert not torch.equal(fresh(mixture)[0], original(mixture)[0])
