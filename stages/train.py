@@ -9,20 +9,17 @@ from pathlib import Path
 
 from unmix.cli import run_stage, stage_parser
 from unmix.config import load_config
-from unmix.experiment import run_params, run_tags, train_set
-from unmix.models import save_checkpoint
+from unmix.paths import project_root
 from unmix.reporting import write_history
 from unmix.subset import load_subset_meta, load_subsets
-from unmix.paths import project_root
-from unmix.tracking import open_tracker
+from unmix.tracking import open_tracker, run_params, run_tags
 
 
 def main(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
     config = load_config(args.params)
     set_config = config.set(args.set_name)
-    subsets = load_subsets(args.data)
     meta = load_subset_meta(args.data)
-    started = time.perf_counter()
     tracker = open_tracker(
         config.tracking.enabled,
         config.tracking.uri,
@@ -30,16 +27,22 @@ def main(args: argparse.Namespace) -> None:
         run_name=args.set_name,
         params=run_params(set_config, config.data),
         tags=run_tags(args.set_name, config.data, meta, project_root(os.environ, Path.cwd())),
+        logs_model=True,
     )
     with tracker:
-        model, history = train_set(set_config, subsets, tracker)
+        # Imported only now: the tracking process starts up (imports, store, run) on the
+        # other core while this one loads torch.
+        from unmix.experiment import train_set
+        from unmix.models import save_checkpoint
+
+        model, history = train_set(set_config, load_subsets(args.data), tracker)
         trained = time.perf_counter()
         run_id = tracker.finish()
     save_checkpoint(model, args.model, set_config.arch,
                     {"set_name": args.set_name, "mix": set_config.mix, "mlflow_run_id": run_id})
     write_history(history, args.history)
     last = history[-1]
-    print(f"train@{args.set_name}: {set_config.epochs} epochs in {trained - started:.1f} s "
+    print(f"train@{args.set_name}: {set_config.epochs} epochs, {trained - started:.1f} s from start "
           f"(+{time.perf_counter() - trained:.1f} s waiting on MLflow), train/l1 {last.train_l1:.4f}, "
           f"valid/l1 {last.valid_l1:.4f}, run {run_id}")
 

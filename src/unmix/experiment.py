@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from unmix.config import DataConfig, SetConfig
+from unmix.config import SetConfig
 from unmix.evaluation import Evaluation, evaluate_separator, flatten_metrics
 from unmix.mixing import MIXES
 from unmix.models import build_model
 from unmix.mosaic import reconstruction_mosaic
 from unmix.subset import PairSet, Subsets
-from unmix.tracking import git_commit
 from unmix.training import EpochResult, normalise, separate, to_channels_first, to_uint8_images, train_separator
 
 # Pairs shown in the reconstruction images logged to MLflow during training.
 LOGGED_PAIRS = 8
-
-
-def run_params(set_config: SetConfig, data: DataConfig) -> dict[str, Any]:
-    """Everything that defines a run, flat, as MLflow params: the set's fields and data."""
-    params = {f"set.{k}": v for k, v in dataclasses.asdict(set_config).items()}
-    params |= {f"data.{k}": v for k, v in dataclasses.asdict(data).items()}
-    return params
-
-
-def run_tags(set_name: str, data: DataConfig, subset_meta: dict, root: Path) -> dict[str, str]:
-    """Tags that find a run again: set, commit, data source and digest, DVC experiment."""
-    tags = {
-        "unmix.set": set_name,
-        "unmix.data_source": data.source,
-        "unmix.data_digest": subset_meta["digest"],
-    }
-    commit = git_commit(root)
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-    return tags
 
 
 def separate_pairs(model: nn.Module, pairs: PairSet, mix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,22 +1,23 @@
-"""MLflow runs logged from a background thread, so training never waits on the store."""
+"""MLflow runs logged from a worker process, so training never waits on the store."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import multiprocessing
 import os
 import queue
 import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from unmix.config import DataConfig, SetConfig
 from unmix.errors import UnmixError
 from unmix.paths import project_root
 
 DEFAULT_STORE_NAME = "mlflow.db"
-GIL_SWITCH_INTERVAL_S = 0.0002
 ARTIFACTS_DIR_NAME = "mlartifacts"
 
 
@@ -46,15 +47,37 @@ def git_commit(directory: Path) -> str | None:
     return result.stdout.strip()
 
 
+def run_params(set_config: SetConfig, data: DataConfig) -> dict[str, Any]:
+    """Everything that defines a run, flat, as MLflow params: the set's fields and data."""
+    params = {f"set.{k}": v for k, v in dataclasses.asdict(set_config).items()}
+    params |= {f"data.{k}": v for k, v in dataclasses.asdict(data).items()}
+    return params
+
+
+def run_tags(set_name: str, data: DataConfig, subset_meta: dict, root: Path) -> dict[str, str]:
+    """Tags that find a run again: set, commit, data source and digest, DVC experiment."""
+    tags = {
+        "unmix.set": set_name,
+        "unmix.data_source": data.source,
+        "unmix.data_digest": subset_meta["digest"],
+    }
+    commit = git_commit(root)
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
 class RunTracker:
-    """One MLflow run, new or resumed, fed through a queue that a worker thread drains.
+    """One MLflow run, new or resumed, logged by a separate worker process.
 
-    The worker imports mlflow, opens (or creates) the store and the run while the caller
-    goes on training; `finish` waits for everything queued and ends the run with a status.
-    Used as a context manager, an exception marks the run FAILED.
+    The worker imports mlflow (and torch, for the model) and opens the store and the run
+    while the caller imports torch and loads data: on two cores that start-up costs the
+    training nothing, where a thread would contend for the GIL the whole time. Calls are
+    queued; `finish` waits for all of them and ends the run with a status. Used as a
+    context manager, an exception marks the run FAILED.
     """
-
-    _STOP = object()
 
     def __init__(
         self,
@@ -65,70 +88,69 @@ class RunTracker:
         run_id: str | None = None,
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
+        logs_model: bool = False,
     ) -> None:
-        self._uri, self._experiment, self._run_name = uri, experiment, run_name
-        self._requested_run_id = run_id
-        self._params, self._tags = dict(params or {}), dict(tags or {})
-        self._queue: queue.Queue = queue.Queue()
+        context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
+        self._uri = uri
+        self._calls = context.Queue()
+        self._replies = context.Queue()
+        opening = {"uri": uri, "experiment": experiment, "run_name": run_name, "run_id": run_id,
+                   "params": {k: str(v) for k, v in (params or {}).items()}, "tags": dict(tags or {}),
+                   "logs_model": logs_model}
+        self._worker = context.Process(target=_serve, args=(opening, self._calls, self._replies),
+                                       name="mlflow-tracker", daemon=True)
+        self._worker.start()
         self._run_id: str | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._status = "FINISHED"
+        self._opened = False
         self._finished = False
-        # The worker's Python (importing mlflow, SQL) holds the GIL; at the default 5 ms
-        # switch interval every torch op of the training thread waits that long to get it
-        # back, which tripled short trainings. A short interval hands it back promptly.
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        self._thread = threading.Thread(target=self._work, name="mlflow-tracker", daemon=True)
-        self._thread.start()
 
     @property
     def run_id(self) -> str | None:
         """The run's id, once the worker has opened it (waits for that)."""
-        self._ready.wait()
+        if not self._opened:
+            self._run_id = self._reply("opened")
+            self._opened = True
         return self._run_id
-
-    def submit(self, call: Callable[[Any], None]) -> None:
-        """Queue `call(mlflow)`, run in the worker with this run active."""
-        self._queue.put(call)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Queue one batched metrics call (one store round trip, however many metrics)."""
-        values = {k: float(v) for k, v in metrics.items()}
-        self.submit(lambda mlflow: mlflow.log_metrics(values, step=step))
+        self._calls.put(("metrics", {k: float(v) for k, v in metrics.items()}, step))
 
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         """Queue a uint8 (H, W, 3) image under `key` at `step` (MLflow's image history)."""
-        self.submit(lambda mlflow: mlflow.log_image(image, key=key, step=step, synchronous=True))
+        self._calls.put(("image", image, key, step))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """Queue a file to attach to the run."""
-        self.submit(lambda mlflow: mlflow.log_artifact(str(path), artifact_path=artifact_path))
+        self._calls.put(("artifact", str(path), artifact_path))
 
     def log_model(self, model: Any, name: str = "model") -> None:
-        """Queue the PyTorch model as an MLflow model; pinned requirements skip slow inference."""
-
-        def log(mlflow: Any) -> None:
-            import mlflow.pytorch
-            import torch
-
-            requirements = [f"torch=={torch.__version__.split('+')[0]}"]
-            # Pickle, not the traced pt2 format: the model returns a pair of tensors.
-            mlflow.pytorch.log_model(model, name=name, pip_requirements=requirements, serialization_format="pickle")
-
-        self.submit(log)
+        """Queue the PyTorch model as an MLflow model (sent by value: later changes don't count)."""
+        self._calls.put(("model", model, name))
 
     def finish(self, status: str = "FINISHED") -> str | None:
-        """Wait for the queue to drain, end the run with `status`, return its id."""
+        """Wait for everything queued, end the run with `status`, return its id."""
         if self._finished:
             return self._run_id
         self._finished = True
-        self._status = status
-        self._queue.put(self._STOP)
-        self._thread.join()
-        if self._error is not None:
-            raise TrackingError(f"MLflow tracking at {self._uri} failed: {_one_line(self._error)}") from self._error
-        return self._run_id
+        self._calls.put(("finish", status))
+        run_id = self.run_id
+        error = self._reply("finished")
+        self._worker.join()
+        if error is not None:
+            raise TrackingError(f"MLflow tracking at {self._uri} failed: {error}")
+        return run_id
+
+    def _reply(self, expected: str) -> Any:
+        while True:
+            try:
+                kind, value = self._replies.get(timeout=1.0)
+            except queue.Empty:
+                if not self._worker.is_alive():
+                    raise TrackingError(f"MLflow tracking at {self._uri} failed: the tracking process died") from None
+                continue
+            if kind == expected:
+                return value
 
     def __enter__(self) -> RunTracker:
         return self
@@ -142,52 +164,89 @@ class RunTracker:
         except TrackingError:
             pass  # the original exception is the one worth seeing
 
-    def _work(self) -> None:
-        mlflow = None
+
+def _serve(opening: dict, calls: Any, replies: Any) -> None:
+    """The worker process: open the run, then apply queued calls until told to finish."""
+    mlflow, error, run_id = None, None, None
+    try:
+        import mlflow
+
+        mlflow.set_tracking_uri(opening["uri"])
+        run_id = _open_run(mlflow, opening)
+    except Exception as caught:  # noqa: BLE001 - reported to the caller by finish()
+        error = _one_line(caught)
+    replies.put(("opened", run_id))
+    if error is None and opening["logs_model"]:
         try:
-            import mlflow
-
-            mlflow.set_tracking_uri(self._uri)
-            self._open_run(mlflow)
-        except BaseException as error:  # noqa: BLE001 - reported by finish()
-            self._error = error
-        finally:
-            self._ready.set()
-        while (call := self._queue.get()) is not self._STOP:
-            if self._error is None:
-                try:
-                    call(mlflow)
-                except BaseException as error:  # noqa: BLE001 - reported by finish()
-                    self._error = error
-        if self._run_id is not None:
-            status = "FAILED" if self._error is not None else self._status
+            import mlflow.pytorch  # noqa: F401 - imported now, while the caller is still starting up
+        except Exception as caught:  # noqa: BLE001
+            error = _one_line(caught)
+    status = "FAILED"
+    while True:
+        call = calls.get()
+        if call[0] == "finish":
+            status = call[1]
+            break
+        if error is None:
             try:
-                mlflow.end_run(status=status)
-            except BaseException as error:  # noqa: BLE001
-                self._error = self._error or error
+                _apply(mlflow, call)
+            except Exception as caught:  # noqa: BLE001 - reported to the caller by finish()
+                error = _one_line(caught)
+    if run_id is not None:
+        try:
+            mlflow.end_run(status="FAILED" if error is not None else status)
+        except Exception as caught:  # noqa: BLE001
+            error = error or _one_line(caught)
+    replies.put(("finished", error))
 
-    def _open_run(self, mlflow: Any) -> None:
-        from mlflow.exceptions import MlflowException
 
-        experiment_id = _experiment_id(mlflow, self._experiment, artifact_location(self._uri))
-        run_id = self._requested_run_id
-        if run_id is not None:
-            try:
-                mlflow.get_run(run_id)
-            except MlflowException:
-                # The store that had the training run is gone (deleted mlflow.db, another
-                # URI): log to a fresh run rather than lose the results.
-                self._tags["unmix.resumed_from_missing_run"] = run_id
-                run_id = None
-        if run_id is not None:
-            run = mlflow.start_run(run_id=run_id)
-        else:
-            run = mlflow.start_run(experiment_id=experiment_id, run_name=self._run_name)
-        self._run_id = run.info.run_id
-        if self._tags:
-            mlflow.set_tags(self._tags)
-        if self._params:
-            mlflow.log_params({k: str(v) for k, v in self._params.items()})
+def _apply(mlflow: Any, call: tuple) -> None:
+    kind, *args = call
+    if kind == "metrics":
+        metrics, step = args
+        mlflow.log_metrics(metrics, step=step)
+    elif kind == "image":
+        image, key, step = args
+        mlflow.log_image(image, key=key, step=step, synchronous=True)
+    elif kind == "artifact":
+        path, artifact_path = args
+        mlflow.log_artifact(path, artifact_path=artifact_path)
+    elif kind == "model":
+        import mlflow.pytorch
+        import torch
+
+        model, name = args
+        requirements = [f"torch=={torch.__version__.split('+')[0]}"]
+        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its pickle warning: our own model
+        # Pickle, not the traced pt2 format: the model returns a pair of tensors.
+        mlflow.pytorch.log_model(model, name=name, pip_requirements=requirements, serialization_format="pickle")
+    else:
+        raise ValueError(f"unknown tracking call {kind!r}")
+
+
+def _open_run(mlflow: Any, opening: dict) -> str:
+    from mlflow.exceptions import MlflowException
+
+    tags = dict(opening["tags"])
+    experiment_id = _experiment_id(mlflow, opening["experiment"], artifact_location(opening["uri"]))
+    run_id = opening["run_id"]
+    if run_id is not None:
+        try:
+            mlflow.get_run(run_id)
+        except MlflowException:
+            # The store that had the training run is gone (deleted mlflow.db, another
+            # URI): log to a fresh run rather than lose the results.
+            tags["unmix.resumed_from_missing_run"] = run_id
+            run_id = None
+    if run_id is not None:
+        run = mlflow.start_run(run_id=run_id)
+    else:
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=opening["run_name"])
+    if tags:
+        mlflow.set_tags(tags)
+    if opening["params"]:
+        mlflow.log_params(opening["params"])
+    return run.info.run_id
 
 
 def _experiment_id(mlflow: Any, name: str, artifact_root: str | None) -> str:
