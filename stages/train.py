@@ -9,7 +9,7 @@ from pathlib import Path
 
 from unmix.cli import run_stage, stage_parser
 from unmix.config import load_config
-from unmix.experiment import run_params, run_tags, train_set
+from unmix.experiment import run_params, run_tags, set_model_config, train_set
 from unmix.models import save_checkpoint
 from unmix.reporting import write_history
 from unmix.subset import load_subset_meta, load_subsets
@@ -35,8 +35,8 @@ def main(args: argparse.Namespace) -> None:
         model, history = train_set(set_config, subsets, tracker)
         trained = time.perf_counter()
         run_id = tracker.finish()
-    save_checkpoint(model, args.model, set_config.arch,
-                    {"set_name": args.set_name, "mix": set_config.mix, "mlflow_run_id": run_id})
+    save_checkpoint(model, args.model, set_model_config(set_config),
+                    {"set_name": args.set_name, "mlflow_run_id": run_id})
     write_history(history, args.history)
     last = history[-1]
     print(f"train@{args.set_name}: {set_config.epochs} epochs in {trained - started:.1f} s "
