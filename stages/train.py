@@ -32,14 +32,14 @@ def main(args: argparse.Namespace) -> None:
     with tracker:
         # Imported only now: the tracking process starts up (imports, store, run) on the
         # other core while this one loads torch.
-        from unmix.experiment import train_set
+        from unmix.experiment import set_model_config, train_set
         from unmix.models import save_checkpoint
 
         model, history = train_set(set_config, load_subsets(args.data), tracker)
         trained = time.perf_counter()
         run_id = tracker.finish()
-    save_checkpoint(model, args.model, set_config.arch,
-                    {"set_name": args.set_name, "mix": set_config.mix, "mlflow_run_id": run_id})
+    save_checkpoint(model, args.model, set_model_config(set_config),
+                    {"set_name": args.set_name, "mlflow_run_id": run_id})
     write_history(history, args.history)
     last = history[-1]
     print(f"train@{args.set_name}: {set_config.epochs} epochs, {trained - started:.1f} s from start "

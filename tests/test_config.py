@@ -172,7 +172,8 @@ def test_bool_is_not_accepted_as_a_number(raw, section, key, expected):
 @pytest.mark.parametrize(
     ("section", "key", "value", "choices"),
     [
-        ("sets.seed", "arch", "unet", "seed"),
+        ("sets.seed", "arch", "vae", "seed, unet"),
+        ("sets.seed", "schedule", "cosine", "constant, onecycle"),
         ("sets.seed", "mix", "sum", "quarter_sum, mean, half_difference"),
         ("sets.seed", "loss", "mse", "fixed, pit"),
         ("data", "source", "mnist", "shapes, cifar10, imagefolder"),
@@ -329,3 +330,13 @@ def test_errors_from_a_file_name_the_file(tmp_path):
 
 def test_config_error_is_an_unmix_error():
     assert issubclass(ConfigError, UnmixError)
+
+
+def test_unet_fields_are_validated(raw):
+    raw["sets"]["seed"].update(arch="unet", width=16, depth=2, consistency=True, flip=True, fresh_pairs=False)
+    config = parse_config(raw).set("seed")
+    assert (config.width, config.depth, config.consistency, config.flip, config.fresh_pairs) == (16, 2, True, True, False)
+    raw["sets"]["seed"]["depth"] = 5
+    assert "sets.seed.depth: expected a value <= 4, got 5" in config_error(raw)
+    raw["sets"]["seed"].update(depth=2, consistency="yes")
+    assert "sets.seed.consistency: expected true or false, got 'yes'" in config_error(raw)

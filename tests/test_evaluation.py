@@ -30,10 +30,13 @@ def three_pairs():
 def test_score_outputs_keys_and_per_pair_values(three_pairs):
     scores = score_outputs(*three_pairs)
     assert set(scores) == {
-        "seed_l1", "fixed/mae", "fixed/mse", "fixed/psnr", "best/mae", "best/mse", "best/psnr",
+        "seed_l1", "best/seed_l1", "fixed/mae", "fixed/mse", "fixed/psnr", "fixed/ssim",
+        "best/mae", "best/mse", "best/psnr", "best/ssim",
     }
     # seed L1 in [-1, 1]: pair 0: 0; pair 1: |-1-1| + |1+1| = 4; pair 2: 0.2 + 0.2 = 0.4
     assert torch.allclose(scores["seed_l1"], torch.tensor([0.0, 4.0, 0.4]))
+    # best assignment: pair 1's outputs are swapped, so 0; pair 2 is 0.4 either way
+    assert torch.allclose(scores["best/seed_l1"], torch.tensor([0.0, 0.0, 0.4]))
     # pixel space: a -> 1, b -> 0; pair 2: truths 0.5, outputs 0.6 and 0.4 (error 0.1)
     # fixed MAE: 0, (1 + 1) / 2 = 1, 0.1;  best MAE: 0, 0, 0.1
     assert torch.allclose(scores["fixed/mae"], torch.tensor([0.0, 1.0, 0.1]))
@@ -56,7 +59,8 @@ def test_summarise_nests_and_averages_by_hand(three_pairs):
     summary = summarise(score_outputs(*three_pairs))
     assert set(summary) == {"n_pairs", "seed_l1", "fixed", "best"}
     assert summary["n_pairs"] == 3
-    assert set(summary["fixed"]) == set(summary["best"]) == {"mae", "mse", "psnr"}
+    assert set(summary["fixed"]) == {"mae", "mse", "psnr", "ssim"}
+    assert set(summary["best"]) == {"mae", "mse", "psnr", "ssim", "seed_l1"}
     # seed L1: (0 + 4 + 0.4) / 3 = 1.466667
     assert summary["seed_l1"] == pytest.approx(4.4 / 3, abs=1e-6)
     # fixed: MAE (0 + 1 + 0.1) / 3 = 0.366667; MSE (0 + 1 + 0.01) / 3 = 0.336667;
@@ -106,7 +110,8 @@ def test_model_outputting_the_mixture_scores_exactly_the_mean_baseline():
     result = evaluate_separator(MixtureTwice(), a, b, mix="mean")
     assert isinstance(result, Evaluation)
     assert result.metrics["test"] == result.metrics["baseline"]
-    for key in ("seed_l1", "fixed/mae", "fixed/mse", "fixed/psnr", "best/mae", "best/mse", "best/psnr"):
+    for key in ("seed_l1", "fixed/mae", "fixed/mse", "fixed/psnr", "best/mae", "best/mse", "best/psnr",
+                "best/ssim", "best/seed_l1"):
         np.testing.assert_array_equal(result.per_pair[f"test/{key}"], result.per_pair[f"baseline/{key}"])
         assert result.per_pair[f"test/{key}"].shape == (4,)
 

@@ -162,3 +162,54 @@ def test_seed_l1_is_fixed_assignment_so_swaps_cost():
     a, b = full(1.0), full(-1.0)
     # outputs swapped: 2 + 2 = 4 (no min over assignments)
     assert seed_l1(b, a, a, b).item() == pytest.approx(4.0)
+
+
+# --- SSIM ------------------------------------------------------------------------------------------------
+
+
+def test_gaussian_window_is_normalised_symmetric_and_peaks_in_the_middle():
+    from unmix.metrics import gaussian_window
+
+    window = gaussian_window(11, 1.5)
+    assert window.shape == (11, 11)
+    assert torch.isclose(window.sum(), torch.tensor(1.0))
+    assert torch.equal(window, window.T) and window.argmax() == 5 * 11 + 5
+
+
+def test_ssim_of_an_image_with_itself_is_one():
+    from unmix.metrics import per_image_ssim
+
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(per_image_ssim(x, x), torch.ones(3), atol=1e-5)
+
+
+def test_ssim_of_two_flat_images_by_hand():
+    from unmix.metrics import per_image_ssim
+
+    # Flat images have no variance, so SSIM = (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1) with
+    # C1 = 0.01^2: for 0.2 and 0.6, (0.24 + 0.0001) / (0.04 + 0.36 + 0.0001) = 0.599975...
+    x, y = torch.full((1, 3, 32, 32), 0.2), torch.full((1, 3, 32, 32), 0.6)
+    expected = (2 * 0.2 * 0.6 + 1e-4) / (0.2**2 + 0.6**2 + 1e-4)
+    assert torch.allclose(per_image_ssim(x, y), torch.tensor([expected]), atol=1e-5)
+
+
+def test_ssim_falls_as_noise_grows_and_is_symmetric():
+    from unmix.metrics import per_image_ssim
+
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 3, 32, 32, generator=generator)
+    noise = torch.randn(1, 3, 32, 32, generator=generator)
+    scores = [float(per_image_ssim(x, (x + s * noise).clamp(0, 1))) for s in (0.05, 0.2, 0.5)]
+    assert scores[0] > scores[1] > scores[2]
+    y = (x + 0.2 * noise).clamp(0, 1)
+    assert torch.allclose(per_image_ssim(x, y), per_image_ssim(y, x), atol=1e-6)
+
+
+def test_best_ssim_takes_the_better_assignment():
+    from unmix.metrics import pair_metrics
+
+    generator = torch.Generator().manual_seed(2)
+    a, b = torch.rand(2, 3, 32, 32, generator=generator), torch.rand(2, 3, 32, 32, generator=generator)
+    scores = pair_metrics(b, a, a, b)  # outputs swapped
+    assert torch.allclose(scores["best"]["ssim"], torch.ones(2), atol=1e-5)
+    assert (scores["fixed"]["ssim"] < 0.5).all()

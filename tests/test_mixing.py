@@ -95,3 +95,44 @@ def test_trivial_separation_recovers_identical_images_under_sum_mixes():
 def test_trivial_separation_rejects_unknown_mix():
     with pytest.raises(ValueError, match="unknown mix 'sum'.*quarter_sum, mean, half_difference"):
         trivial_separation(torch.zeros(1), "sum")
+
+
+# --- mixture consistency ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mix", ["quarter_sum", "mean", "half_difference"])
+def test_coefficients_describe_each_mix(mix):
+    from unmix.mixing import MIX_COEFFICIENTS, MIXES
+
+    alpha, beta = MIX_COEFFICIENTS[mix]
+    a, b = torch.tensor([0.6, -0.2]), torch.tensor([0.2, 1.0])
+    assert torch.allclose(MIXES[mix](a, b), alpha * a + beta * b)
+
+
+@pytest.mark.parametrize("mix", ["quarter_sum", "mean", "half_difference"])
+def test_projected_outputs_mix_back_to_the_mixture_to_float_precision(mix):
+    from unmix.mixing import MIXES, mixture_consistent
+
+    generator = torch.Generator().manual_seed(0)
+    out_1, out_2, mixture = (torch.rand(4, 3, 8, 8, generator=generator) * 2 - 1 for _ in range(3))
+    new_1, new_2 = mixture_consistent(out_1, out_2, mixture, mix)
+    assert torch.allclose(MIXES[mix](new_1, new_2), mixture, atol=1e-6)
+
+
+def test_projection_by_hand_for_the_mean_and_the_difference():
+    from unmix.mixing import mixture_consistent
+
+    # mean: residual r = 0.5 - (0.2 + 0.4) / 2 = 0.2; both outputs move by r / (2 * 0.25) * 0.5 = r
+    out_1, out_2 = mixture_consistent(torch.tensor([0.2]), torch.tensor([0.4]), torch.tensor([0.5]), "mean")
+    assert torch.allclose(out_1, torch.tensor([0.4])) and torch.allclose(out_2, torch.tensor([0.6]))
+    # half_difference: r = 0.5 - (0.2 - 0.4) / 2 = 0.6; out_1 += r, out_2 -= r
+    out_1, out_2 = mixture_consistent(torch.tensor([0.2]), torch.tensor([0.4]), torch.tensor([0.5]), "half_difference")
+    assert torch.allclose(out_1, torch.tensor([0.8])) and torch.allclose(out_2, torch.tensor([-0.2]))
+
+
+def test_consistent_outputs_are_left_alone():
+    from unmix.mixing import mixture_consistent
+
+    a, b = torch.tensor([0.3, -0.5]), torch.tensor([0.1, 0.9])
+    out_1, out_2 = mixture_consistent(a, b, (a + b) / 4, "quarter_sum")
+    assert torch.allclose(out_1, a) and torch.allclose(out_2, b)

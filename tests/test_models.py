@@ -6,7 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from unmix.models import ARCHITECTURES, SeedAutoencoder, build_model, load_checkpoint, save_checkpoint
+from unmix.models import (
+    ARCHITECTURES,
+    ConsistentSeparator,
+    SeedAutoencoder,
+    UNetSeparator,
+    build_model,
+    load_checkpoint,
+    model_config,
+    save_checkpoint,
+)
+
+SEED_CONFIG = model_config("seed", 32, 3, False, "mean")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -161,10 +172,45 @@ def test_decoders_are_separate_modules_with_separate_weights(model):
 
 
 def test_build_model_known_and_unknown_arch():
-    assert set(ARCHITECTURES) == {"seed"}
+    assert set(ARCHITECTURES) == {"seed", "unet"}
     assert isinstance(build_model("seed"), SeedAutoencoder)
-    with pytest.raises(ValueError, match="unknown arch 'unet'; expected one of seed"):
-        build_model("unet")
+    assert isinstance(build_model("unet"), UNetSeparator)
+    assert isinstance(build_model("seed", consistency=True, mix="mean"), ConsistentSeparator)
+    with pytest.raises(ValueError, match="unknown arch 'vae'; expected one of seed, unet"):
+        build_model("vae")
+
+
+# --- unet and mixture consistency ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_unet_gives_two_full_size_images_at_every_depth(depth, mixture):
+    out_1, out_2 = build_model("unet", width=8, depth=depth).eval()(mixture)
+    assert out_1.shape == out_2.shape == mixture.shape
+
+
+def test_unet_width_and_depth_set_the_channels_of_each_scale():
+    net = UNetSeparator(width=8, depth=3)
+    assert [block[0][0].out_channels for block in net.down] == [16, 32, 64]
+    assert net.stem[0][0].out_channels == 8 and net.head.out_channels == 6
+
+
+def test_unet_has_a_skip_connection_at_every_scale(mixture):
+    # Each fuse block takes the upsampled features and the same-scale encoder features.
+    net = UNetSeparator(width=8, depth=3)
+    assert [fuse[0][0].in_channels for fuse in net.fuse] == [16, 32, 64]
+
+
+@pytest.mark.parametrize("mix", ["quarter_sum", "mean", "half_difference"])
+@pytest.mark.parametrize("arch", ["seed", "unet"])
+def test_consistent_outputs_mix_back_to_the_input(arch, mix, mixture):
+    from unmix.mixing import MIXES
+
+    torch.manual_seed(0)
+    model = build_model(arch, width=8, depth=2, consistency=True, mix=mix).eval()
+    with torch.no_grad():
+        out_1, out_2 = model(mixture)
+    assert torch.allclose(MIXES[mix](out_1, out_2), mixture, atol=1e-6)
 
 
 # --- checkpoints -----------------------------------------------------------------------------------------
@@ -174,7 +220,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, mixture):
     torch.manual_seed(3)
     original = SeedAutoencoder().eval()
     path = tmp_path / "model.pt"
-    save_checkpoint(original, path, "seed", {"set": "seed", "epochs": 2})
+    save_checkpoint(original, path, SEED_CONFIG, {"set": "seed", "epochs": 2})
     loaded, metadata = load_checkpoint(path)
     assert metadata == {"set": "seed", "epochs": 2}
     assert isinstance(loaded, SeedAutoencoder)
@@ -187,7 +233,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, mixture):
 
 
 def test_checkpoint_leaves_no_temporary_files(tmp_path):
-    save_checkpoint(SeedAutoencoder(), tmp_path / "model.pt", "seed", {})
+    save_checkpoint(SeedAutoencoder(), tmp_path / "model.pt", SEED_CONFIG, {})
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
@@ -195,10 +241,21 @@ def test_loaded_model_differs_from_a_fresh_one(tmp_path, mixture):
     # guards against load_checkpoint silently returning an untrained model
     torch.manual_seed(4)
     original = SeedAutoencoder().eval()
-    save_checkpoint(original, tmp_path / "m.pt", "seed", {})
+    save_checkpoint(original, tmp_path / "m.pt", SEED_CONFIG, {})
     torch.manual_seed(5)
     loaded, _ = load_checkpoint(tmp_path / "m.pt")
     fresh = SeedAutoencoder().eval()
     with torch.no_grad():
         assert torch.equal(loaded(mixture)[0], original(mixture)[0])
         assert not torch.equal(fresh(mixture)[0], original(mixture)[0])
+
+
+def test_checkpoint_rebuilds_a_consistent_unet(tmp_path, mixture):
+    config = model_config("unet", 8, 2, True, "half_difference")
+    torch.manual_seed(6)
+    original = build_model(**config).eval()
+    save_checkpoint(original, tmp_path / "u.pt", config, {})
+    loaded, _ = load_checkpoint(tmp_path / "u.pt")
+    assert isinstance(loaded, ConsistentSeparator) and loaded.mix == "half_difference"
+    with torch.no_grad():
+        assert torch.equal(loaded(mixture)[1], original(mixture)[1])

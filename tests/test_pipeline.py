@@ -13,7 +13,7 @@ from conftest import TINY_SET, run_command, write_params
 
 pytestmark = pytest.mark.slow
 
-SETS = ("seed", "mean_pit")
+SETS = ("seed", "mean_pit", "best")
 
 
 def ran_stages(output: str) -> list[str]:
@@ -28,21 +28,23 @@ def repro(project: Path, check: bool = True):
 def test_dvc_repro_end_to_end(tiny_project: Path) -> None:
     first = repro(tiny_project)
     assert set(ran_stages(first.stdout)) == {
-        "download", "subset", "train@seed", "train@mean_pit", "evaluate@seed", "evaluate@mean_pit", "render-figures"}
+        "download", "subset", "render-figures", *(f"{stage}@{name}" for stage in ("train", "evaluate") for name in SETS)}
 
     for name in SETS:
         assert (tiny_project / "models" / f"{name}.pt").stat().st_size > 1_000_000
         history = pd.read_csv(tiny_project / "reports" / name / "history.csv")
-        assert list(history.columns) == ["epoch", "train/l1", "valid/l1"]
+        assert list(history.columns) == ["epoch", "train/l1", "valid/l1", "valid/psnr", "minutes"]
+        assert history["minutes"].is_monotonic_increasing
         assert history["epoch"].tolist() == list(range(1, TINY_SET["epochs"] + 1))
         assert history["valid/l1"].notna().all()
         metrics = json.loads((tiny_project / "reports" / name / "metrics.json").read_text())
         assert metrics["test"]["n_pairs"] == 6  # n_test 12 images → 6 fixed pairs
         for block in ("test", "baseline"):
-            assert {"mae", "mse", "psnr"} <= set(metrics[block]["best"]) == set(metrics[block]["fixed"])
+            assert set(metrics[block]["fixed"]) == {"mae", "mse", "psnr", "ssim"}
+            assert set(metrics[block]["best"]) == {"mae", "mse", "psnr", "ssim", "seed_l1"}
             assert metrics[block]["best"]["psnr"] >= metrics[block]["fixed"]["psnr"]
     figures = {p.name for p in (tiny_project / "reports" / "figures").iterdir()}
-    assert figures == {"learning_curves_all.png", "test_metrics.png"} | {
+    assert figures == {"learning_curves_all.png", "quality_vs_minutes.png", "test_metrics.png"} | {
         f"{kind}_{name}.png" for kind in ("learning_curves", "reconstructions") for name in SETS}
     summary = (tiny_project / "reports" / "summary.md").read_text()
     assert all(f"| {name} |" in summary for name in SETS)

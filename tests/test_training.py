@@ -10,7 +10,9 @@ from torch import nn
 from unmix.models import SeedAutoencoder
 from unmix.training import (
     EpochResult,
-    mean_pair_loss,
+    validate,
+    epoch_pairs,
+    random_flips,
     normalise,
     separate,
     to_channels_first,
@@ -40,12 +42,13 @@ def images() -> dict[str, torch.Tensor]:
 
 
 def run(images, *, seed=0, init_seed=0, epochs=2, batch_size=8, lr=5e-4, mix="quarter_sum", loss="fixed",
-        validate_every=1, on_epoch_end=None):
+        validate_every=1, on_epoch_end=None, **options):
     torch.manual_seed(init_seed)
     model = SeedAutoencoder()
     history = train_separator(
         model, images["train"], images["valid_a"], images["valid_b"], mix=mix, loss=loss, epochs=epochs,
         batch_size=batch_size, lr=lr, seed=seed, validate_every=validate_every, on_epoch_end=on_epoch_end,
+        **options,
     )
     return model, history
 
@@ -168,8 +171,9 @@ def test_training_loss_decreases_when_overfitting_a_tiny_set():
 @pytest.mark.parametrize("loss", ["fixed", "pit"])
 def test_validation_loss_is_the_training_loss_on_valid_pairs(images, loss):
     model, history = run(images, epochs=1, loss=loss)
-    expected = mean_pair_loss(model, images["valid_a"], images["valid_b"], mix="quarter_sum", loss=loss)
-    assert history[-1].valid_l1 == expected
+    expected_l1, expected_psnr = validate(model, images["valid_a"], images["valid_b"], mix="quarter_sum", loss=loss)
+    assert history[-1].valid_l1 == expected_l1
+    assert history[-1].valid_psnr == expected_psnr
 
 
 # --- validation schedule and callback --------------------------------------------------------------------
@@ -210,3 +214,53 @@ def test_separate_batches_like_one_pass_and_restores_mode(monkeypatch):
     for x, y in zip(whole, batched):
         assert x.shape == (5, 3, 32, 32)
         assert torch.allclose(x, y, atol=1e-6)
+
+
+# --- pairing, flips, schedule ----------------------------------------------------------------------------
+
+
+def test_fresh_pairs_split_each_batch_in_halves_and_use_every_image_once():
+    batches = list(epoch_pairs(10, 4, torch.Generator().manual_seed(0)))
+    # 10 images in batches of 4: 4, 4, 2 → 2 + 2 + 1 pairs
+    assert [len(a) for a, _ in batches] == [2, 2, 1]
+    used = torch.cat([torch.cat([a, b]) for a, b in batches])
+    assert sorted(used.tolist()) == list(range(10))
+
+
+def test_fresh_pairs_change_between_epochs_and_fixed_pairs_do_not():
+    generator = torch.Generator().manual_seed(0)
+    fixed = torch.tensor([[0, 1], [2, 3], [4, 5], [6, 7]])
+
+    def pair_set(batches):
+        return {tuple(sorted(p)) for a, b in batches for p in zip(a.tolist(), b.tolist())}
+
+    fresh = [pair_set(epoch_pairs(8, 4, generator)) for _ in range(2)]
+    assert fresh[0] != fresh[1]
+    again = [pair_set(epoch_pairs(8, 4, generator, fixed)) for _ in range(2)]
+    assert again[0] == again[1] == {(0, 1), (2, 3), (4, 5), (6, 7)}
+
+
+def test_random_flips_mirror_some_images_and_leave_the_rest():
+    batch = torch.arange(64 * 3 * 2 * 2, dtype=torch.float32).view(64, 3, 2, 2)
+    flipped = random_flips(batch, torch.Generator().manual_seed(0))
+    mirrored = [torch.equal(f, b.flip(-1)) for f, b in zip(flipped, batch)]
+    untouched = [torch.equal(f, b) for f, b in zip(flipped, batch)]
+    assert all(m or u for m, u in zip(mirrored, untouched))
+    assert 16 < sum(mirrored) < 48  # about half of 64
+
+
+def test_flip_and_fixed_pairs_change_training_but_stay_deterministic(images):
+    plain = run(images, epochs=2)[1]
+    flipped = run(images, epochs=2, flip=True)[1]
+    assert flipped == run(images, epochs=2, flip=True)[1]
+    assert [r.train_l1 for r in flipped] != [r.train_l1 for r in plain]
+    fixed = run(images, epochs=2, fresh_pairs=False)[1]
+    assert [r.train_l1 for r in fixed] != [r.train_l1 for r in plain]
+
+
+def test_onecycle_schedule_anneals_the_learning_rate(images):
+    seen = []
+    def record(result, model):
+        seen.append(result.epoch)
+    model, history = run(images, epochs=2, schedule="onecycle", on_epoch_end=record)
+    assert seen == [1, 2] and history[-1].valid_psnr is not None

@@ -15,9 +15,10 @@ import yaml
 from unmix.errors import ConfigError
 
 SOURCES = ("shapes", "cifar10", "imagefolder")
-ARCHS = ("seed",)
+ARCHS = ("seed", "unet")
 MIXES = ("quarter_sum", "mean", "half_difference")
 LOSSES = ("fixed", "pit")
+SCHEDULES = ("constant", "onecycle")
 
 
 def _choice(options: tuple[str, ...]) -> dict[str, Any]:
@@ -26,6 +27,10 @@ def _choice(options: tuple[str, ...]) -> dict[str, Any]:
 
 def _at_least(minimum: float) -> dict[str, Any]:
     return {"min": minimum}
+
+
+def _between(minimum: int, maximum: int) -> dict[str, Any]:
+    return {"min": minimum, "max": maximum}
 
 
 @dataclass(frozen=True)
@@ -66,12 +71,18 @@ class SetConfig:
     """One named parameter set: a model, a mixing rule, a loss and a training budget."""
 
     arch: str = field(default="seed", metadata=_choice(ARCHS))
+    width: int = field(default=32, metadata=_at_least(4))  # unet: channels at full resolution
+    depth: int = field(default=3, metadata=_between(1, 4))  # unet: stride-2 steps (32 → 32 / 2^depth)
+    consistency: bool = False  # project outputs so they mix back to the input exactly
     mix: str = field(default="quarter_sum", metadata=_choice(MIXES))
     loss: str = field(default="fixed", metadata=_choice(LOSSES))
     epochs: int = field(default=10, metadata=_at_least(1))
     batch_size: int = field(default=192, metadata=_at_least(2))  # images per step, two per pair
-    lr: float = field(default=5e-4, metadata={"min": 0.0, "exclusive": True})  # Adam step size
+    lr: float = field(default=5e-4, metadata={"min": 0.0, "exclusive": True})  # Adam step size (peak)
+    schedule: str = field(default="constant", metadata=_choice(SCHEDULES))  # onecycle: warm up, anneal
     seed: int = field(default=0, metadata=_at_least(0))  # weight init, dropout and batch order
+    flip: bool = False  # random horizontal flips of training images
+    fresh_pairs: bool = True  # new random pairs every batch (the seed's way); else fixed pairs
     validate_every: int = field(default=1, metadata=_at_least(1))  # epochs between validations
     log_images_every: int = field(default=10, metadata=_at_least(0))  # epochs; 0 = last epoch only
 
@@ -202,6 +213,8 @@ def _check_value(value: Any, hint: Any, rules: typing.Mapping[str, Any], name: s
         if too_small:
             relation = ">" if rules.get("exclusive") else ">="
             raise ConfigError(f"{name}: expected a value {relation} {minimum}, got {value!r}")
+    if "max" in rules and value > rules["max"]:
+        raise ConfigError(f"{name}: expected a value <= {rules['max']}, got {value!r}")
     return value
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from unmix.config import SetConfig
 from unmix.evaluation import Evaluation, evaluate_separator, flatten_metrics
 from unmix.mixing import MIXES
-from unmix.models import build_model
+from unmix.models import build_model, model_config
 from unmix.mosaic import reconstruction_mosaic
 from unmix.subset import PairSet, Subsets
 from unmix.training import EpochResult, normalise, separate, to_channels_first, to_uint8_images, train_separator
@@ -35,6 +35,11 @@ def pair_mosaic(model: nn.Module, pairs: PairSet, mix: str) -> np.ndarray:
     return reconstruction_mosaic([mixture, pairs.a, pairs.b, out_1, out_2])
 
 
+def set_model_config(set_config: SetConfig) -> dict:
+    """What rebuilds this set's model: stored in its checkpoint."""
+    return model_config(set_config.arch, set_config.width, set_config.depth, set_config.consistency, set_config.mix)
+
+
 def train_set(set_config: SetConfig, subsets: Subsets, tracker: Any) -> tuple[nn.Module, list[EpochResult]]:
     """Train one set's model, streaming per-epoch losses and image mosaics to `tracker`."""
     shown = PairSet(subsets.valid.a[:LOGGED_PAIRS], subsets.valid.b[:LOGGED_PAIRS])
@@ -44,12 +49,13 @@ def train_set(set_config: SetConfig, subsets: Subsets, tracker: Any) -> tuple[nn
         metrics = {"train/l1": result.train_l1}
         if result.valid_l1 is not None:
             metrics["valid/l1"] = result.valid_l1
+            metrics["valid/psnr"] = result.valid_psnr
         tracker.log_metrics(metrics, step=result.epoch)
         if (every and result.epoch % every == 0) or result.epoch == set_config.epochs:
             tracker.log_image(pair_mosaic(model, shown, set_config.mix), key="reconstructions/valid", step=result.epoch)
 
     torch.manual_seed(set_config.seed)  # weight init
-    model = build_model(set_config.arch)
+    model = build_model(**set_model_config(set_config))
     history = train_separator(
         model,
         to_channels_first(subsets.train.images),
@@ -62,6 +68,9 @@ def train_set(set_config: SetConfig, subsets: Subsets, tracker: Any) -> tuple[nn
         lr=set_config.lr,
         seed=set_config.seed,
         validate_every=set_config.validate_every,
+        schedule=set_config.schedule,
+        flip=set_config.flip,
+        fresh_pairs=set_config.fresh_pairs,
         on_epoch_end=report,
     )
     tracker.log_model(model)

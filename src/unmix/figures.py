@@ -75,6 +75,27 @@ def learning_overlay_figure(histories: Mapping[str, pd.DataFrame], dpi: int = 10
     return fig
 
 
+def quality_vs_minutes_figure(histories: Mapping[str, pd.DataFrame], dpi: int = 100) -> Figure:
+    """Validation PSNR against training minutes, one line per set: what each budget buys."""
+    if not histories:
+        raise ValueError("quality_vs_minutes_figure needs at least one history")
+    colours = _set_colours(list(histories))
+    fig = Figure(figsize=(7.5, 4.5), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot()
+    for name, history in histories.items():
+        if not {"minutes", "valid/psnr"} <= set(history.columns):
+            continue  # histories written before these columns existed
+        measured = history.dropna(subset=["valid/psnr"])
+        ax.plot(measured["minutes"].to_numpy(), measured["valid/psnr"].to_numpy(), "-o", markersize=2.5,
+                color=colours[name], label=name)
+    ax.set(title="Validation PSNR (best assignment) against training time", xlabel="training time (minutes)",
+           ylabel="PSNR (dB), higher is better")
+    ax.grid(alpha=0.3)
+    if ax.get_lines():
+        ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
 def reconstruction_grid_figure(
     mixture: np.ndarray,
     truth_a: np.ndarray,

@@ -33,8 +33,38 @@ def psnr_from_mse(mse: Tensor) -> Tensor:
     return -10 * torch.log10(mse.clamp_min(floor))
 
 
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
+    """The normalised 2-D Gaussian window of SSIM (Wang et al., 2004): (size, size)."""
+    offsets = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(offsets**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def per_image_ssim(output: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
+    """Mean SSIM per image (N,): Gaussian 11x11 window, sigma 1.5, per channel, valid region."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    dtype = output.dtype
+    # float64: E[x^2] - E[x]^2 cancels badly in float32 on flat regions.
+    output, target = output.double(), target.double()
+    channels, height, width = output.shape[1:]
+    size = min(11, height, width)
+    size -= 1 - size % 2  # odd, and no larger than the image: tiny test images still score
+    window = gaussian_window(size).to(output.dtype)[None, None].repeat(channels, 1, 1, 1)
+
+    def local_mean(x: Tensor) -> Tensor:
+        return torch.nn.functional.conv2d(x, window, groups=channels)
+
+    mu_x, mu_y = local_mean(output), local_mean(target)
+    var_x = local_mean(output * output) - mu_x**2
+    var_y = local_mean(target * target) - mu_y**2
+    cov = local_mean(output * target) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.flatten(1).mean(dim=1).to(dtype)
+
+
 def pair_metrics(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor) -> dict[str, dict[str, Tensor]]:
-    """Per-pair MAE, MSE and PSNR, averaged over the pair's two images, for both assignments.
+    """Per-pair MAE, MSE, PSNR and SSIM, averaged over the pair's two images, both assignments.
 
     All inputs in [0, 1]. "fixed" pairs output 1 with a and output 2 with b; "best" takes,
     per pair and per metric, whichever assignment scores better on that metric.
@@ -42,11 +72,12 @@ def pair_metrics(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor) -> dict[str
     direct = _scores(out_1, a), _scores(out_2, b)
     swapped = _scores(out_1, b), _scores(out_2, a)
     fixed, best = {}, {}
-    for name in ("mae", "mse", "psnr"):
+    for name in ("mae", "mse", "psnr", "ssim"):
         straight = (direct[0][name] + direct[1][name]) / 2
         crossed = (swapped[0][name] + swapped[1][name]) / 2
         fixed[name] = straight
-        best[name] = torch.maximum(straight, crossed) if name == "psnr" else torch.minimum(straight, crossed)
+        higher_is_better = name in ("psnr", "ssim")
+        best[name] = torch.maximum(straight, crossed) if higher_is_better else torch.minimum(straight, crossed)
     return {"fixed": fixed, "best": best}
 
 
@@ -57,4 +88,9 @@ def seed_l1(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor) -> Tensor:
 
 def _scores(output: Tensor, target: Tensor) -> dict[str, Tensor]:
     mse = per_image_mse(output, target)
-    return {"mae": per_image_mae(output, target), "mse": mse, "psnr": psnr_from_mse(mse)}
+    return {
+        "mae": per_image_mae(output, target),
+        "mse": mse,
+        "psnr": psnr_from_mse(mse),
+        "ssim": per_image_ssim(output, target),
+    }

@@ -31,6 +31,26 @@ MIXES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 
 
+# Every mix is linear, mix(a, b) = alpha * a + beta * b: what mixture consistency projects onto.
+MIX_COEFFICIENTS: dict[str, tuple[float, float]] = {
+    "quarter_sum": (0.25, 0.25),
+    "mean": (0.5, 0.5),
+    "half_difference": (0.5, -0.5),
+}
+
+
+def mixture_consistent(out_1: Tensor, out_2: Tensor, mixture: Tensor, mix: str) -> tuple[Tensor, Tensor]:
+    """Project two outputs so that mix(out_1, out_2) == mixture exactly (Wisdom et al., 2019).
+
+    The residual r = mixture - (alpha out_1 + beta out_2) is shared out as the smallest
+    change that removes it: out_i += c_i r / (alpha^2 + beta^2), with c = (alpha, beta).
+    """
+    alpha, beta = MIX_COEFFICIENTS[mix]
+    residual = mixture - (alpha * out_1 + beta * out_2)
+    norm = alpha**2 + beta**2
+    return out_1 + (alpha / norm) * residual, out_2 + (beta / norm) * residual
+
+
 def trivial_separation(mixture: Tensor, mix: str) -> tuple[Tensor, Tensor]:
     """The "doing nothing" separator: two outputs made from the mixture by a fixed rule.
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from unmix.mixing import mixture_consistent
+
 Tensor = torch.Tensor
 
 
@@ -51,28 +53,92 @@ def _seed_decoder(dropout_after: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-ARCHITECTURES = {"seed": SeedAutoencoder}
+class UNetSeparator(nn.Module):
+    """An encoder-decoder with a skip connection at every scale and a two-image head.
+
+    `width` channels at full resolution, doubling at each of `depth` stride-2 steps; the
+    decoder upsamples back, concatenating the encoder's features of the same scale.
+    """
+
+    def __init__(self, width: int = 32, depth: int = 3) -> None:
+        super().__init__()
+        channels = [width * 2**level for level in range(depth + 1)]
+        self.stem = _conv_block(3, channels[0])
+        self.down = nn.ModuleList(
+            nn.Sequential(_conv_bn_relu(c_in, c_out, stride=2), _conv_bn_relu(c_out, c_out))
+            for c_in, c_out in zip(channels, channels[1:])
+        )
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(c_out, c_in, 2, stride=2) for c_in, c_out in zip(channels, channels[1:])
+        )
+        self.fuse = nn.ModuleList(_conv_block(2 * c, c) for c in channels[:-1])
+        self.head = nn.Conv2d(channels[0], 6, 1)  # two RGB images
+
+    def forward(self, mixture: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.stem(mixture)  # (B, w, 32, 32)
+        skips = []
+        for down in self.down:
+            skips.append(features)
+            features = down(features)  # (B, 2c, H/2, W/2)
+        for up, fuse in zip(reversed(self.up), reversed(self.fuse)):
+            features = fuse(torch.cat([up(features), skips.pop()], dim=1))  # (B, c, 2H, 2W)
+        out = self.head(features)  # (B, 6, 32, 32)
+        return out[:, :3], out[:, 3:]
 
 
-def build_model(arch: str) -> nn.Module:
-    """A freshly initialised separator of architecture `arch`."""
+def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    # No conv bias: BatchNorm's shift makes it redundant.
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+    )
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(_conv_bn_relu(c_in, c_out), _conv_bn_relu(c_out, c_out))
+
+
+class ConsistentSeparator(nn.Module):
+    """Wraps a separator so its outputs always mix back to the input (mixture consistency)."""
+
+    def __init__(self, separator: nn.Module, mix: str) -> None:
+        super().__init__()
+        self.separator, self.mix = separator, mix
+
+    def forward(self, mixture: Tensor) -> tuple[Tensor, Tensor]:
+        out_1, out_2 = self.separator(mixture)
+        return mixture_consistent(out_1, out_2, mixture, self.mix)
+
+
+ARCHITECTURES = {"seed": SeedAutoencoder, "unet": UNetSeparator}
+
+
+def build_model(
+    arch: str, *, width: int = 32, depth: int = 3, consistency: bool = False, mix: str = "mean"
+) -> nn.Module:
+    """A freshly initialised separator; `width` and `depth` shape the unet only."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[arch]()
+    separator = UNetSeparator(width, depth) if arch == "unet" else SeedAutoencoder()
+    return ConsistentSeparator(separator, mix) if consistency else separator
 
 
-def save_checkpoint(model: nn.Module, path, arch: str, metadata: dict) -> None:
-    """Weights plus what rebuilds the model (`arch`) and where it came from, written atomically."""
+def model_config(arch: str, width: int, depth: int, consistency: bool, mix: str) -> dict:
+    """The keyword arguments of `build_model` that rebuild a trained model."""
+    return {"arch": arch, "width": width, "depth": depth, "consistency": consistency, "mix": mix}
+
+
+def save_checkpoint(model: nn.Module, path, config: dict, metadata: dict) -> None:
+    """Weights plus the `model_config` that rebuilds them and where they came from, atomically."""
     from unmix.atomic import atomic_path
 
     with atomic_path(path) as tmp:
-        torch.save({"arch": arch, "state_dict": model.state_dict(), "metadata": metadata}, tmp)
+        torch.save({"model_config": config, "state_dict": model.state_dict(), "metadata": metadata}, tmp)
 
 
 def load_checkpoint(path) -> tuple[nn.Module, dict]:
     """The model (eval mode) and metadata saved by `save_checkpoint`."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(checkpoint["arch"])
+    model = build_model(**checkpoint["model_config"])
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     return model, checkpoint["metadata"]

@@ -11,17 +11,20 @@ from typing import Sequence
 from unmix.atomic import write_text_atomically
 from unmix.training import EpochResult
 
-HISTORY_COLUMNS = ("epoch", "train/l1", "valid/l1")
+HISTORY_COLUMNS = ("epoch", "train/l1", "valid/l1", "valid/psnr", "minutes")
 
 
 def history_csv(history: Sequence[EpochResult]) -> str:
-    """CSV text with one row per epoch; valid/l1 is empty on epochs without validation."""
+    """CSV text, one row per epoch; valid columns are empty on epochs without validation.
+
+    `minutes` is training wall time so far: quality against time, to pick a budget.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HISTORY_COLUMNS)
     for row in history:
-        valid = "" if row.valid_l1 is None else f"{row.valid_l1:.6f}"
-        writer.writerow([row.epoch, f"{row.train_l1:.6f}", valid])
+        valid = ["", ""] if row.valid_l1 is None else [f"{row.valid_l1:.6f}", f"{row.valid_psnr:.4f}"]
+        writer.writerow([row.epoch, f"{row.train_l1:.6f}", *valid, f"{row.seconds / 60:.4f}"])
     return out.getvalue()
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+import time
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from unmix.losses import LOSSES
+from unmix.metrics import pair_metrics, to_pixel_range
 from unmix.mixing import MIXES
 
 Tensor = torch.Tensor
@@ -20,11 +22,15 @@ INFERENCE_BATCH = 512
 
 @dataclass(frozen=True)
 class EpochResult:
-    """What one epoch measured: mean training loss, and validation loss when it ran."""
+    """What one epoch measured: mean training loss, and validation scores when it ran."""
 
     epoch: int  # 1-based: the number of passes over the training images so far
     train_l1: float
     valid_l1: float | None
+    valid_psnr: float | None = None  # dB, best assignment per pair, [0, 1] pixel space
+    # Wall time since training started, validation included; not part of equality, since
+    # two identical runs never take the same time.
+    seconds: float = field(default=0.0, compare=False)
 
 
 def to_channels_first(images: np.ndarray) -> Tensor:
@@ -43,6 +49,34 @@ def to_uint8_images(x: Tensor) -> np.ndarray:
     return pixels.permute(0, 2, 3, 1).contiguous().numpy()
 
 
+def epoch_pairs(
+    n_images: int, batch_size: int, generator: torch.Generator, fixed_pairs: Tensor | None = None
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Index tensors (a, b) of each batch of one epoch.
+
+    Without `fixed_pairs` each batch is a slice of a fresh permutation split in halves, the
+    seed's way, so pairs change every epoch; with it, the given (P, 2) pairs are reshuffled.
+    """
+    if fixed_pairs is None:
+        permutation = torch.randperm(n_images, generator=generator)
+        for start in range(0, n_images, batch_size):
+            chunk = permutation[start : start + batch_size]
+            half = len(chunk) // 2
+            if half:  # a last batch of one image makes no pair
+                yield chunk[:half], chunk[half : 2 * half]
+        return
+    order = fixed_pairs[torch.randperm(len(fixed_pairs), generator=generator)]
+    for start in range(0, len(order), batch_size // 2):
+        chunk = order[start : start + batch_size // 2]
+        yield chunk[:, 0], chunk[:, 1]
+
+
+def random_flips(batch: Tensor, generator: torch.Generator) -> Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    flip = torch.rand(len(batch), generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+
+
 def train_separator(
     model: nn.Module,
     train_images: Tensor,
@@ -56,41 +90,51 @@ def train_separator(
     lr: float,
     seed: int,
     validate_every: int,
+    schedule: str = "constant",
+    flip: bool = False,
+    fresh_pairs: bool = True,
     on_epoch_end: Callable[[EpochResult, nn.Module], None] | None = None,
 ) -> list[EpochResult]:
-    """Train `model` in place as the seed does: each batch split in halves a, b, mixed.
+    """Train `model` in place on mixtures of pairs of uint8 (N, 3, 32, 32) images.
 
-    Images are uint8 (N, 3, 32, 32) tensors. Same arguments and seed give the same
-    numbers on the CPU.
+    Same arguments and seed give the same numbers on the CPU. `schedule` "onecycle"
+    warms the learning rate up to `lr` and anneals it to ~0 by the last step.
     """
     mix_fn, loss_fn = MIXES[mix], LOSSES[loss]
     torch.manual_seed(seed)  # dropout masks
-    batch_order = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    fixed_pairs = None
+    if not fresh_pairs:
+        fixed_pairs = torch.randperm(len(train_images), generator=generator)[: len(train_images) // 2 * 2].view(-1, 2)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = sum(1 for _ in epoch_pairs(len(train_images), batch_size, torch.Generator(), fixed_pairs))
+    scheduler = None
+    if schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
     history = []
+    started = time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
-        permutation = torch.randperm(len(train_images), generator=batch_order)
         loss_sum = torch.zeros(())
         pairs_seen = 0
-        for start in range(0, len(permutation), batch_size):
-            batch = normalise(train_images[permutation[start : start + batch_size]])
-            half = len(batch) // 2
-            if half == 0:
-                continue  # a last batch of one image makes no pair
-            a, b = batch[:half], batch[half : 2 * half]
+        for a_index, b_index in epoch_pairs(len(train_images), batch_size, generator, fixed_pairs):
+            a, b = normalise(train_images[a_index]), normalise(train_images[b_index])
+            if flip:
+                a, b = random_flips(a, generator), random_flips(b, generator)
             out_1, out_2 = model(mix_fn(a, b))
             step_loss = loss_fn(out_1, out_2, a, b)
             optimizer.zero_grad(set_to_none=True)
             step_loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             # Accumulate on the tensor: a .item() here would sync every step.
-            loss_sum += step_loss.detach() * half
-            pairs_seen += half
-        valid_l1 = None
+            loss_sum += step_loss.detach() * len(a)
+            pairs_seen += len(a)
+        valid_l1 = valid_psnr = None
         if epoch % validate_every == 0 or epoch == epochs:
-            valid_l1 = mean_pair_loss(model, valid_a, valid_b, mix=mix, loss=loss)
-        result = EpochResult(epoch, float(loss_sum) / pairs_seen, valid_l1)
+            valid_l1, valid_psnr = validate(model, valid_a, valid_b, mix=mix, loss=loss)
+        result = EpochResult(epoch, float(loss_sum) / pairs_seen, valid_l1, valid_psnr, time.perf_counter() - started)
         history.append(result)
         if on_epoch_end is not None:
             on_epoch_end(result, model)
@@ -108,8 +152,10 @@ def separate(model: nn.Module, mixture: Tensor) -> tuple[Tensor, Tensor]:
     return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
 
 
-def mean_pair_loss(model: nn.Module, a: Tensor, b: Tensor, *, mix: str, loss: str) -> float:
-    """The training loss of `model` (eval mode) averaged over fixed uint8 pairs (a[i], b[i])."""
+def validate(model: nn.Module, a: Tensor, b: Tensor, *, mix: str, loss: str) -> tuple[float, float]:
+    """The training loss and best-assignment PSNR (dB) of `model` on fixed uint8 pairs."""
     a, b = normalise(a), normalise(b)
     out_1, out_2 = separate(model, MIXES[mix](a, b))
-    return float(LOSSES[loss](out_1, out_2, a, b))
+    pixels = [to_pixel_range(x) for x in (out_1, out_2, a, b)]
+    psnr = pair_metrics(*pixels)["best"]["psnr"].mean()
+    return float(LOSSES[loss](out_1, out_2, a, b)), float(psnr)
