@@ -24,15 +24,16 @@ def main(args: argparse.Namespace) -> None:
                            run_name=args.set_name, run_id=meta.get("mlflow_run_id"))
     with tracker:
         evaluation = evaluate_set(model, set_config, subsets, tracker)
-        run_id = tracker.finish()
-    # The per-pair file first: render-figures depends on it, metrics.json is what people read.
-    write_npz_atomically(args.outputs, {
-        "output_1": evaluation.output_1,
-        "output_2": evaluation.output_2,
-        "mlflow_run_id": str(run_id or ""),
-        **evaluation.per_pair,
-    })
-    write_metrics(evaluation.metrics, args.metrics)
+        # Outputs first: a tracking failure reported by finish() must not lose the metrics.
+        # The per-pair file before metrics.json: render-figures depends on it.
+        write_npz_atomically(args.outputs, {
+            "output_1": evaluation.output_1,
+            "output_2": evaluation.output_2,
+            "mlflow_run_id": str(tracker.run_id or ""),
+            **evaluation.per_pair,
+        })
+        write_metrics(evaluation.metrics, args.metrics)
+        tracker.finish()
     test, baseline = evaluation.metrics["test"], evaluation.metrics["baseline"]
     print(f"evaluate@{args.set_name}: {test['n_pairs']} pairs, PSNR {test['best']['psnr']:.2f} dB "
           f"(baseline {baseline['best']['psnr']:.2f}), seed L1 {test['seed_l1']:.4f} "

@@ -37,10 +37,12 @@ def main(args: argparse.Namespace) -> None:
 
         model, history = train_set(set_config, load_subsets(args.data), tracker)
         trained = time.perf_counter()
-        run_id = tracker.finish()
-    save_checkpoint(model, args.model, set_model_config(set_config),
-                    {"set_name": args.set_name, "mlflow_run_id": run_id})
-    write_history(history, args.history)
+        run_id = tracker.run_id
+        # Outputs first: a tracking failure reported by finish() must not lose the training.
+        save_checkpoint(model, args.model, set_model_config(set_config),
+                        {"set_name": args.set_name, "mlflow_run_id": run_id})
+        write_history(history, args.history)
+        tracker.finish()
     last = history[-1]
     print(f"train@{args.set_name}: {set_config.epochs} epochs, {trained - started:.1f} s from start "
           f"(+{time.perf_counter() - trained:.1f} s waiting on MLflow), train/l1 {last.train_l1:.4f}, "

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from unmix.metrics import pair_metrics, seed_l1, to_pixel_range
+from unmix.metrics import assignment_swapped, pair_metrics, seed_l1, to_pixel_range
 from unmix.mixing import MIXES, trivial_separation
 from unmix.training import normalise, separate, to_uint8_images
 
@@ -28,13 +28,14 @@ class Evaluation:
 def score_outputs(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor) -> dict[str, Tensor]:
     """Per-pair scores of outputs against truths, all in [-1, 1]: seed L1, fixed and best.
 
-    `seed_l1` is the seed's number with its fixed assignment; `best/seed_l1` takes the
-    better assignment, the only fair reading for a symmetric mix, where no network can know
-    which image is "a".
+    `seed_l1` is the seed's number with its fixed assignment; `best/seed_l1` uses the same
+    per-pair best assignment as the other best metrics, the only fair reading for a
+    symmetric mix, where no network can know which image is "a".
     """
-    direct = seed_l1(out_1, out_2, a, b)
-    scores = {"seed_l1": direct, "best/seed_l1": torch.minimum(direct, seed_l1(out_2, out_1, a, b))}
     pixel = [to_pixel_range(x) for x in (out_1, out_2, a, b)]
+    direct = seed_l1(out_1, out_2, a, b)
+    swapped = assignment_swapped(*pixel)
+    scores = {"seed_l1": direct, "best/seed_l1": torch.where(swapped, seed_l1(out_2, out_1, a, b), direct)}
     for assignment, values in pair_metrics(*pixel).items():
         for name, per_pair in values.items():
             scores[f"{assignment}/{name}"] = per_pair

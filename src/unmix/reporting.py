@@ -6,10 +6,11 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from unmix.atomic import write_text_atomically
-from unmix.training import EpochResult
+if TYPE_CHECKING:  # annotations only: importing training would load torch
+    from unmix.training import EpochResult
 
 HISTORY_COLUMNS = ("epoch", "train/l1", "valid/l1", "valid/psnr", "minutes")
 

@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -18,6 +19,7 @@ from unmix.errors import UnmixError
 from unmix.paths import project_root
 
 DEFAULT_STORE_NAME = "mlflow.db"
+PARENT_CHECK_S = 5.0  # how often an idle tracking worker checks that its parent still lives
 ARTIFACTS_DIR_NAME = "mlartifacts"
 
 
@@ -114,26 +116,31 @@ class RunTracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Queue one batched metrics call (one store round trip, however many metrics)."""
-        self._calls.put(("metrics", {k: float(v) for k, v in metrics.items()}, step))
+        self._put(("metrics", {k: float(v) for k, v in metrics.items()}, step))
 
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         """Queue a uint8 (H, W, 3) image under `key` at `step` (MLflow's image history)."""
-        self._calls.put(("image", image, key, step))
+        self._put(("image", image, key, step))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """Queue a file to attach to the run."""
-        self._calls.put(("artifact", str(path), artifact_path))
+        self._put(("artifact", str(path), artifact_path))
 
     def log_model(self, model: Any, name: str = "model") -> None:
-        """Queue the PyTorch model as an MLflow model (sent by value: later changes don't count)."""
-        self._calls.put(("model", model, name))
+        """Queue the PyTorch model as an MLflow model; do not change it until `finish`."""
+        self._put(("model", model, name))
+
+    def _put(self, call: tuple) -> None:
+        if self._worker.is_alive():
+            self._calls.put(call)
+        # else: nothing would read it; finish() reports the dead worker
 
     def finish(self, status: str = "FINISHED") -> str | None:
         """Wait for everything queued, end the run with `status`, return its id."""
         if self._finished:
             return self._run_id
         self._finished = True
-        self._calls.put(("finish", status))
+        self._put(("finish", status))
         run_id = self.run_id
         error = self._reply("finished")
         self._worker.join()
@@ -147,6 +154,8 @@ class RunTracker:
                 kind, value = self._replies.get(timeout=1.0)
             except queue.Empty:
                 if not self._worker.is_alive():
+                    # Unread calls would block this process's exit on the queue's feeder.
+                    self._calls.cancel_join_thread()
                     raise TrackingError(f"MLflow tracking at {self._uri} failed: the tracking process died") from None
                 continue
             if kind == expected:
@@ -167,6 +176,8 @@ class RunTracker:
 
 def _serve(opening: dict, calls: Any, replies: Any) -> None:
     """The worker process: open the run, then apply queued calls until told to finish."""
+    # Ctrl-C goes to the whole process group: the parent decides the run's status.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     mlflow, error, run_id = None, None, None
     try:
         import mlflow
@@ -183,14 +194,20 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
             error = _one_line(caught)
     status = "FAILED"
     while True:
-        call = calls.get()
+        try:
+            call = calls.get(timeout=PARENT_CHECK_S)
+        except queue.Empty:
+            if multiprocessing.parent_process().is_alive():
+                continue
+            error = "the training process died"  # killed: no finish will come
+            break
         if call[0] == "finish":
             status = call[1]
             break
         if error is None:
             try:
                 _apply(mlflow, call)
-            except Exception as caught:  # noqa: BLE001 - reported to the caller by finish()
+            except BaseException as caught:  # noqa: BLE001 - reported to the caller by finish()
                 error = _one_line(caught)
     if run_id is not None:
         try:
@@ -242,10 +259,14 @@ def _open_run(mlflow: Any, opening: dict) -> str:
         run = mlflow.start_run(run_id=run_id)
     else:
         run = mlflow.start_run(experiment_id=experiment_id, run_name=opening["run_name"])
-    if tags:
-        mlflow.set_tags(tags)
-    if opening["params"]:
-        mlflow.log_params(opening["params"])
+    try:
+        if tags:
+            mlflow.set_tags(tags)
+        if opening["params"]:
+            mlflow.log_params(opening["params"])
+    except BaseException:
+        mlflow.end_run(status="FAILED")  # never leave a half-opened run RUNNING
+        raise
     return run.info.run_id
 
 
