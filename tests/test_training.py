@@ -264,3 +264,15 @@ def test_onecycle_schedule_anneals_the_learning_rate(images):
         seen.append(result.epoch)
     model, history = run(images, epochs=2, schedule="onecycle", on_epoch_end=record)
     assert seen == [1, 2] and history[-1].valid_psnr is not None
+
+
+def test_validation_psnr_is_the_best_assignment_psnr_of_pair_metrics(images):
+    from unmix.metrics import pair_metrics, to_pixel_range
+    from unmix.mixing import MIXES
+    from unmix.training import normalise, separate
+
+    model, _ = run(images, epochs=1)
+    _, psnr = validate(model, images["valid_a"], images["valid_b"], mix="quarter_sum", loss="fixed")
+    a, b = normalise(images["valid_a"]), normalise(images["valid_b"])
+    pixels = [to_pixel_range(x) for x in (*separate(model, MIXES["quarter_sum"](a, b)), a, b)]
+    assert psnr == pytest.approx(float(pair_metrics(*pixels)["best"]["psnr"].mean()), abs=1e-5)
