@@ -20,6 +20,21 @@ TINY_DATA = {"shapes_train": 120, "shapes_test": 40, "n_train": 32, "n_valid": 8
 TINY_SET = {"epochs": 3, "batch_size": 16, "log_images_every": 2}
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module of tiny models.
+
+    Tiny convolutions gain nothing from intra-op threads, and on a busy 2-core machine
+    OpenMP threads waiting on each other can make such tests tens of times slower.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def mlflow_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, fully migrated MLflow SQLite store, made once: creating one costs ~8 s."""

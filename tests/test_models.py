@@ -20,13 +20,7 @@ from unmix.models import (
 SEED_CONFIG = model_config("seed", 32, 3, False, "mean")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny batches gain nothing from intra-op threads; on a busy 2-core machine they cost a lot.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
