@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from numbers import Real
 from pathlib import Path
@@ -16,6 +15,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+
+from unmix.atomic import atomic_path
 
 COLUMN_TITLES = ("mixture", "truth a", "truth b", "output 1", "output 2")
 
@@ -212,18 +213,10 @@ def summary_markdown(metrics: Mapping[str, Mapping]) -> str:
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     """Write `fig` as PNG through a temporary file and a rename, with byte-stable output, then free the figure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp:
             # The "Software" chunk carries the matplotlib version: dropping it keeps bytes equal across upgrades.
-            fig.savefig(f, format="png", dpi=fig.dpi, metadata={"Software": None})
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report should be readable like any other output
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            fig.savefig(tmp, format="png", dpi=fig.dpi, metadata={"Software": None})
     finally:
         _free(fig)
 
