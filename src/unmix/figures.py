@@ -7,7 +7,6 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from numbers import Real
-from pathlib import Path
 
 import matplotlib
 import numpy as np
