@@ -20,11 +20,14 @@ from unmix.training import EpochResult, normalise, separate, to_channels_first, 
 LOGGED_PAIRS = 8
 
 
+def pair_mixture(pairs: PairSet, mix: str) -> torch.Tensor:
+    """The float (P, 3, 32, 32) mixtures the network sees for fixed uint8 pairs."""
+    return MIXES[mix](normalise(to_channels_first(pairs.a)), normalise(to_channels_first(pairs.b)))
+
+
 def separate_pairs(model: nn.Module, pairs: PairSet, mix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The mixtures and both outputs of `model` on fixed pairs, as uint8 (P, 32, 32, 3)."""
-    a = normalise(to_channels_first(pairs.a))
-    b = normalise(to_channels_first(pairs.b))
-    mixture = MIXES[mix](a, b)
+    mixture = pair_mixture(pairs, mix)
     out_1, out_2 = separate(model, mixture)
     return to_uint8_images(mixture), to_uint8_images(out_1), to_uint8_images(out_2)
 

@@ -12,13 +12,13 @@ from unmix.config import Config
 from unmix.errors import DataError
 from unmix.reporting import read_history, read_metrics
 from unmix.subset import PairSet
-from unmix.training import normalise, to_channels_first, to_uint8_images
-from unmix.mixing import MIXES
+from unmix.experiment import pair_mixture
+from unmix.training import to_uint8_images
 
 
 def mixtures(pairs: PairSet, mix: str) -> np.ndarray:
     """The uint8 pictures the network saw for these pairs."""
-    return to_uint8_images(MIXES[mix](normalise(to_channels_first(pairs.a)), normalise(to_channels_first(pairs.b))))
+    return to_uint8_images(pair_mixture(pairs, mix))
 
 
 def render_report(config: Config, test: PairSet, eval_dir: Path, reports_dir: Path) -> dict[str, list[Path]]:
