@@ -176,6 +176,7 @@ def test_bool_is_not_accepted_as_a_number(raw, section, key, expected):
         ("sets.seed", "schedule", "cosine", "constant, onecycle"),
         ("sets.seed", "mix", "sum", "quarter_sum, mean, half_difference"),
         ("sets.seed", "loss", "mse", "fixed, pit"),
+        ("sets.seed", "device", "gpu", "auto, cpu, cuda"),
         ("data", "source", "mnist", "shapes, cifar10, imagefolder"),
     ],
 )

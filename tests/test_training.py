@@ -269,3 +269,23 @@ def test_validation_psnr_is_the_best_assignment_psnr_of_pair_metrics(images):
     a, b = normalise(images["valid_a"]), normalise(images["valid_b"])
     pixels = [to_pixel_range(x) for x in (*separate(model, MIXES["quarter_sum"](a, b)), a, b)]
     assert psnr == pytest.approx(float(pair_metrics(*pixels)["best"]["psnr"].mean()), abs=1e-5)
+
+
+# --- devices and compilation -----------------------------------------------------------------------------
+
+
+def test_explicit_cpu_device_is_the_default_path(images):
+    default_model, default_history = run(images, epochs=1)
+    cpu_model, cpu_history = run(images, epochs=1, device="cpu")
+    assert cpu_history == default_history
+    assert weights_equal(cpu_model, default_model)
+
+
+def test_compiled_training_matches_eager(images):
+    # torch.compile fuses kernels, so the floats may differ in the last bits, no more.
+    eager_model, eager_history = run(images, epochs=1, batch_size=16)
+    compiled_model, compiled_history = run(images, epochs=1, batch_size=16, compile_model=True)
+    assert compiled_history[0].train_l1 == pytest.approx(eager_history[0].train_l1, rel=1e-5)
+    assert compiled_history[0].valid_l1 == pytest.approx(eager_history[0].valid_l1, rel=1e-5)
+    for eager, compiled in zip(eager_model.state_dict().values(), compiled_model.state_dict().values()):
+        assert torch.allclose(eager, compiled, atol=1e-5)

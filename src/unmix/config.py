@@ -19,6 +19,7 @@ ARCHS = ("seed", "unet")
 MIXES = ("quarter_sum", "mean", "half_difference")
 LOSSES = ("fixed", "pit")
 SCHEDULES = ("constant", "onecycle")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def _choice(options: tuple[str, ...]) -> dict[str, Any]:
@@ -85,6 +86,8 @@ class SetConfig:
     fresh_pairs: bool = True  # new random pairs every batch (the seed's way); else fixed pairs
     validate_every: int = field(default=1, metadata=_at_least(1))  # epochs between validations
     log_images_every: int = field(default=10, metadata=_at_least(0))  # epochs; 0 = last epoch only
+    device: str = field(default="auto", metadata=_choice(DEVICES))  # auto: cuda when there is one
+    compile: bool = False  # train through torch.compile (pays off on CUDA, not on a small CPU)
 
 
 @dataclass(frozen=True)

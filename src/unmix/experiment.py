@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from unmix.config import SetConfig
+from unmix.devices import place_model, resolve_device
 from unmix.evaluation import Evaluation, evaluate_separator, flatten_metrics
 from unmix.mixing import MIXES
 from unmix.models import build_model, model_config
@@ -43,8 +44,14 @@ def set_model_config(set_config: SetConfig) -> dict:
     return model_config(set_config.arch, set_config.width, set_config.depth, set_config.consistency, set_config.mix)
 
 
-def train_set(set_config: SetConfig, subsets: Subsets, tracker: Any) -> tuple[nn.Module, list[EpochResult]]:
-    """Train one set's model, streaming per-epoch losses and image mosaics to `tracker`."""
+def train_set(
+    set_config: SetConfig, subsets: Subsets, tracker: Any, device: torch.device | None = None
+) -> tuple[nn.Module, list[EpochResult]]:
+    """Train one set's model on its device, streaming per-epoch losses and mosaics to `tracker`.
+
+    The trained model comes back on the CPU, ready to save and log.
+    """
+    device = device or resolve_device(set_config.device)
     shown = PairSet(subsets.valid.a[:LOGGED_PAIRS], subsets.valid.b[:LOGGED_PAIRS])
     every = set_config.log_images_every
 
@@ -75,13 +82,17 @@ def train_set(set_config: SetConfig, subsets: Subsets, tracker: Any) -> tuple[nn
         flip=set_config.flip,
         fresh_pairs=set_config.fresh_pairs,
         on_epoch_end=report,
+        device=device,
+        compile_model=set_config.compile,
     )
+    model.to("cpu", memory_format=torch.contiguous_format)
     tracker.log_model(model)
     return model, history
 
 
 def evaluate_set(model: nn.Module, set_config: SetConfig, subsets: Subsets, tracker: Any) -> Evaluation:
-    """Score the model on the fixed test pairs and add the metrics to its run."""
+    """Score the model on the fixed test pairs, on the set's device, and add the metrics to its run."""
+    place_model(model, resolve_device(set_config.device))
     evaluation = evaluate_separator(model, subsets.test.a, subsets.test.b, set_config.mix)
     tracker.log_metrics({k: v for k, v in flatten_metrics(evaluation.metrics).items() if not k.endswith("n_pairs")})
     return evaluation

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unmix.devices import autocast, memory_format, model_device, place_model
 from unmix.losses import LOSSES
 from unmix.metrics import assignment_swapped, per_image_mse, psnr_from_mse, to_pixel_range
 from unmix.mixing import MIXES
@@ -58,14 +59,14 @@ def epoch_pairs(
     seed's way, so pairs change every epoch; with it, the given (P, 2) pairs are reshuffled.
     """
     if fixed_pairs is None:
-        permutation = torch.randperm(n_images, generator=generator)
+        permutation = torch.randperm(n_images, generator=generator, device=generator.device)
         for start in range(0, n_images, batch_size):
             chunk = permutation[start : start + batch_size]
             half = len(chunk) // 2
             if half:  # a last batch of one image makes no pair
                 yield chunk[:half], chunk[half : 2 * half]
         return
-    order = fixed_pairs[torch.randperm(len(fixed_pairs), generator=generator)]
+    order = fixed_pairs[torch.randperm(len(fixed_pairs), generator=generator, device=generator.device)]
     for start in range(0, len(order), batch_size // 2):
         chunk = order[start : start + batch_size // 2]
         yield chunk[:, 0], chunk[:, 1]
@@ -73,7 +74,7 @@ def epoch_pairs(
 
 def random_flips(batch: Tensor, generator: torch.Generator) -> Tensor:
     """Mirror each image left-right with probability 1/2."""
-    flip = torch.rand(len(batch), generator=generator) < 0.5
+    flip = torch.rand(len(batch), generator=generator, device=generator.device) < 0.5
     return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
 
 
@@ -94,20 +95,31 @@ def train_separator(
     flip: bool = False,
     fresh_pairs: bool = True,
     on_epoch_end: Callable[[EpochResult, nn.Module], None] | None = None,
+    device: torch.device | str = "cpu",
+    compile_model: bool = False,
 ) -> list[EpochResult]:
     """Train `model` in place on mixtures of pairs of uint8 (N, 3, 32, 32) images.
 
     Same arguments and seed give the same numbers on the CPU. `schedule` "onecycle"
-    warms the learning rate up to `lr` and anneals it to ~0 by the last step.
+    warms the learning rate up to `lr` and anneals it to ~0 by the last step. On CUDA the
+    uint8 images are copied to the GPU once and every batch is cut, flipped and mixed
+    there; the model runs channels-last under bf16 autocast. `compile_model` trains
+    through `torch.compile` (the weights stay those of `model`).
     """
+    device = torch.device(device)
     mix_fn, loss_fn = MIXES[mix], LOSSES[loss]
     torch.manual_seed(seed)  # dropout masks
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    place_model(model, device)
+    train_images = train_images.to(device)
+    valid_a, valid_b = valid_a.to(device), valid_b.to(device)
+    step_model = torch.compile(model) if compile_model else model
     fixed_pairs = None
     if not fresh_pairs:
-        fixed_pairs = torch.randperm(len(train_images), generator=generator)[: len(train_images) // 2 * 2].view(-1, 2)
+        fixed_pairs = torch.randperm(len(train_images), generator=generator, device=device)
+        fixed_pairs = fixed_pairs[: len(train_images) // 2 * 2].view(-1, 2)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    steps_per_epoch = sum(1 for _ in epoch_pairs(len(train_images), batch_size, torch.Generator(), fixed_pairs))
+    steps_per_epoch = sum(1 for _ in epoch_pairs(len(train_images), batch_size, torch.Generator(device), fixed_pairs))
     scheduler = None
     if schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
@@ -115,14 +127,15 @@ def train_separator(
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
-        loss_sum = torch.zeros(())
+        loss_sum = torch.zeros((), device=device)
         pairs_seen = 0
         for a_index, b_index in epoch_pairs(len(train_images), batch_size, generator, fixed_pairs):
             a, b = normalise(train_images[a_index]), normalise(train_images[b_index])
             if flip:
                 a, b = random_flips(a, generator), random_flips(b, generator)
-            out_1, out_2 = model(mix_fn(a, b))
-            step_loss = loss_fn(out_1, out_2, a, b)
+            with autocast(device):
+                out_1, out_2 = step_model(mix_fn(a, b).contiguous(memory_format=memory_format(device)))
+            step_loss = loss_fn(out_1.float(), out_2.float(), a, b)
             optimizer.zero_grad(set_to_none=True)
             step_loss.backward()
             optimizer.step()
@@ -133,7 +146,7 @@ def train_separator(
             pairs_seen += len(a)
         valid_l1 = valid_psnr = None
         if epoch % validate_every == 0 or epoch == epochs:
-            valid_l1, valid_psnr = validate(model, valid_a, valid_b, mix=mix, loss=loss)
+            valid_l1, valid_psnr = validate(step_model, valid_a, valid_b, mix=mix, loss=loss)
         result = EpochResult(epoch, float(loss_sum) / pairs_seen, valid_l1, valid_psnr, time.perf_counter() - started)
         history.append(result)
         if on_epoch_end is not None:
@@ -144,12 +157,22 @@ def train_separator(
 
 @torch.inference_mode()
 def separate(model: nn.Module, mixture: Tensor) -> tuple[Tensor, Tensor]:
-    """Both outputs of `model` (eval mode) for float mixtures, in inference-sized batches."""
+    """Both float32 outputs of `model` (eval mode) for float mixtures, on the mixture's device.
+
+    Batches go to the model's device and run there in inference-sized batches.
+    """
+    device = model_device(model)
     was_training = model.training
     model.eval()
-    outputs = [model(mixture[start : start + INFERENCE_BATCH]) for start in range(0, len(mixture), INFERENCE_BATCH)]
+    firsts, seconds = [], []
+    for start in range(0, len(mixture), INFERENCE_BATCH):
+        batch = mixture[start : start + INFERENCE_BATCH].to(device).contiguous(memory_format=memory_format(device))
+        with autocast(device):
+            out_1, out_2 = model(batch)
+        firsts.append(out_1.float().to(mixture.device))
+        seconds.append(out_2.float().to(mixture.device))
     model.train(was_training)
-    return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
+    return torch.cat(firsts), torch.cat(seconds)
 
 
 def validate(model: nn.Module, a: Tensor, b: Tensor, *, mix: str, loss: str) -> tuple[float, float]:

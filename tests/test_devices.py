@@ -1,0 +1,52 @@
+"""Device choice: auto falls back to the CPU, cuda without a GPU is one clear line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unmix.devices import autocast, memory_format, model_device, place_model, resolve_device
+from unmix.errors import ConfigError
+
+
+def test_cpu_is_always_the_cpu():
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize(("available", "expected"), [(False, "cpu"), (True, "cuda")])
+def test_auto_picks_cuda_only_when_available(monkeypatch, available, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    assert resolve_device("auto") == torch.device(expected)
+
+
+def test_cuda_without_a_gpu_names_the_parameter(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"^sets\.best\.device: cuda requested, but torch .* no usable CUDA GPU"):
+        resolve_device("cuda", name="sets.best.device")
+
+
+def test_unknown_device_lists_the_choices():
+    with pytest.raises(ConfigError, match=r"device: expected one of auto, cpu, cuda, got 'tpu'"):
+        resolve_device("tpu")
+
+
+def test_cpu_keeps_float32_and_contiguous_layout():
+    cpu = torch.device("cpu")
+    layer = torch.nn.Linear(4, 4)
+    with autocast(cpu):
+        assert layer(torch.ones(2, 4)).dtype == torch.float32
+    assert memory_format(cpu) == torch.contiguous_format
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")  # the context is built, not entered
+def test_cuda_asks_for_bf16_autocast_and_channels_last():
+    cuda = torch.device("cuda")
+    context = autocast(cuda)
+    assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
+    assert memory_format(cuda) == torch.channels_last
+
+
+def test_place_model_and_model_device():
+    model = place_model(torch.nn.Conv2d(3, 4, 3), torch.device("cpu"))
+    assert model_device(model) == torch.device("cpu")
+    assert model_device(torch.nn.ReLU()) == torch.device("cpu")
