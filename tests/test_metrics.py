@@ -9,6 +9,7 @@ import torch
 
 from unmix.metrics import (
     MAX_PSNR_DB,
+    best_psnr_and_seed_l1,
     pair_metrics,
     per_image_mae,
     per_image_mse,
@@ -216,3 +217,18 @@ def test_best_ssim_takes_the_better_assignment():
     scores = pair_metrics(b, a, a, b)  # outputs swapped
     assert torch.allclose(scores["best"]["ssim"], torch.ones(2), atol=1e-5)
     assert (scores["fixed"]["ssim"] < 0.5).all()
+
+
+def test_best_psnr_and_seed_l1_by_hand():
+    # Pair 0 swapped: out_1 = b exactly, out_2 = a + 0.5 ([-1, 1]) → errors 0 and 0.25 in pixels.
+    # Pixel MSE 0 → capped 100 dB; 0.0625 → 10·log10(1/0.0625) = 12.0412 dB; mean 56.0206.
+    # Seed L1 under the swap: L1(out_2, a) + L1(out_1, b) = 0.5 + 0.
+    # Pair 1 straight: out_1 = a, out_2 = b - 0.5 → the same numbers.
+    a = torch.cat([full(-0.5), full(0.0)])
+    b = torch.cat([full(0.5), full(0.5)])
+    out_1 = torch.cat([full(0.5), full(0.0)])
+    out_2 = torch.cat([full(0.0), full(0.0)])
+    psnr, l1 = best_psnr_and_seed_l1(out_1, out_2, a, b)
+    expected_psnr = (MAX_PSNR_DB + 10 * math.log10(1 / 0.0625)) / 2
+    assert psnr.tolist() == pytest.approx([expected_psnr, expected_psnr], abs=1e-4)
+    assert l1.tolist() == pytest.approx([0.5, 0.5])

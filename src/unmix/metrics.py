@@ -94,6 +94,20 @@ def seed_l1(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return per_pair_l1(out_1, a) + per_pair_l1(out_2, b)
 
 
+def best_psnr_and_seed_l1(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Per pair, from [-1, 1] tensors: PSNR (dB, [0, 1] pixels) and seed L1, best assignment.
+
+    No SSIM: cheap enough to run after every epoch.
+    """
+    pixels = [to_pixel_range(x) for x in (out_1, out_2, a, b)]
+    swapped = assignment_swapped(*pixels)
+    first = torch.where(swapped[:, None, None, None], pixels[3], pixels[2])
+    second = torch.where(swapped[:, None, None, None], pixels[2], pixels[3])
+    psnr = (psnr_from_mse(per_image_mse(pixels[0], first)) + psnr_from_mse(per_image_mse(pixels[1], second))) / 2
+    l1 = torch.where(swapped, seed_l1(out_2, out_1, a, b), seed_l1(out_1, out_2, a, b))
+    return psnr, l1
+
+
 def _scores(output: Tensor, target: Tensor) -> dict[str, Tensor]:
     mse = per_image_mse(output, target)
     return {

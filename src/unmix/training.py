@@ -12,7 +12,7 @@ from torch import nn
 
 from unmix.devices import autocast, memory_format, model_device, place_model
 from unmix.losses import LOSSES
-from unmix.metrics import assignment_swapped, per_image_mse, psnr_from_mse, to_pixel_range
+from unmix.metrics import best_psnr_and_seed_l1
 from unmix.mixing import MIXES
 
 Tensor = torch.Tensor
@@ -179,10 +179,6 @@ def validate(model: nn.Module, a: Tensor, b: Tensor, *, mix: str, loss: str) -> 
     """The training loss and best-assignment PSNR (dB) of `model` on fixed uint8 pairs."""
     a, b = normalise(a), normalise(b)
     out_1, out_2 = separate(model, MIXES[mix](a, b))
-    pixels = [to_pixel_range(x) for x in (out_1, out_2, a, b)]
-    # PSNR alone, not pair_metrics: its SSIM would cost as much as a training epoch here.
-    swapped = assignment_swapped(*pixels)
-    first = torch.where(swapped[:, None, None, None], pixels[3], pixels[2])
-    second = torch.where(swapped[:, None, None, None], pixels[2], pixels[3])
-    psnr = (psnr_from_mse(per_image_mse(pixels[0], first)) + psnr_from_mse(per_image_mse(pixels[1], second))) / 2
+    # Not pair_metrics: its SSIM would cost as much as a training epoch here.
+    psnr, _ = best_psnr_and_seed_l1(out_1, out_2, a, b)
     return float(LOSSES[loss](out_1, out_2, a, b)), float(psnr.mean())
