@@ -1,0 +1,222 @@
+"""Training efficiency: FLOP rate against the matmul peak, and the seed's loop against unmix's.
+
+    python benchmarks/train_speed.py                 # CIFAR-10 copy, 1000 images, 40 epochs x 3 pairs
+
+In one run it measures
+1. this machine's float32 matmul peak: the best of several large `torch.mm` calls;
+2. for each architecture (the sets of params.yaml, one per arch), one training step's
+   FLOPs (forward + backward, `torch.utils.flop_counter`) and the rate its steps reach,
+   as a fraction of that peak;
+3. a faithful re-implementation of the seed notebook's loop (a `DataLoader` over a float32
+   tensor, `nn.L1Loss`, a Python float of the loss every step, validation with the
+   same loss) against unmix's loop (`experiment.train_set`: uint8 batches cut from a
+   permutation, validation with PSNR, image mosaics and per-epoch metrics to a real
+   MLflow run, the model logged at the end), on the same model, initial weights, data and
+   steps, alternating A, B, A, B ...; it prints the time ratio A / B (min, median, max)
+   and the final losses of both, which must agree: the batches are the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, Sampler, TensorDataset  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from unmix.config import DataConfig, SetConfig, load_config  # noqa: E402
+from unmix.datasets import acquire_images  # noqa: E402
+from unmix.experiment import set_model_config, train_set  # noqa: E402
+from unmix.losses import LOSSES  # noqa: E402
+from unmix.mixing import MIXES  # noqa: E402
+from unmix.models import build_model  # noqa: E402
+from unmix.subset import Subsets, draw_subsets  # noqa: E402
+from unmix.tracking import RunTracker  # noqa: E402
+from unmix.training import normalise, to_channels_first  # noqa: E402
+
+DEFAULT_IMAGES = REPO.parent / "shared" / "datasets" / "cifar10-jpeg" / "train"
+
+
+def matmul_peak(n: int = 4096, repeats: int = 5) -> float:
+    """GFLOP/s of the fastest of `repeats` float32 (n x n) @ (n x n) products."""
+    x, y = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(x, y)  # warm-up: thread pool, caches
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(x, y)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best / 1e9
+
+
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, mix: str, loss: str) -> None:
+    """One step of unmix's loop on a float batch: mix halves, forward, loss, backward, update."""
+    half = len(images) // 2
+    a, b = images[:half], images[half : 2 * half]
+    out_1, out_2 = model(MIXES[mix](a, b))
+    step_loss = LOSSES[loss](out_1, out_2, a, b)
+    optimizer.zero_grad(set_to_none=True)
+    step_loss.backward()
+    optimizer.step()
+
+
+def step_rate(set_config: SetConfig, images: torch.Tensor, steps: int) -> tuple[float, float]:
+    """(GFLOP per training step, seconds per step) of one set's model at its batch size."""
+    torch.manual_seed(0)
+    model = build_model(**set_model_config(set_config))
+    optimizer = torch.optim.Adam(model.parameters(), lr=set_config.lr)
+    batch = normalise(images[: set_config.batch_size])
+    with FlopCounterMode(display=False) as counter:
+        training_step(model, optimizer, batch, set_config.mix, set_config.loss)
+    for _ in range(3):  # warm-up
+        training_step(model, optimizer, batch, set_config.mix, set_config.loss)
+    started = time.perf_counter()
+    for _ in range(steps):
+        training_step(model, optimizer, batch, set_config.mix, set_config.loss)
+    return counter.get_total_flops() / 1e9, (time.perf_counter() - started) / steps
+
+
+class EpochPermutation(Sampler[int]):
+    """One `randperm` per epoch from a seeded generator: the order unmix's loop draws.
+
+    (RandomSampler draws a second, empty-sliced permutation at the end of every epoch,
+    which would shift every later epoch's order.)
+    """
+
+    def __init__(self, n: int, generator: torch.Generator) -> None:
+        self.n, self.generator = n, generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+
+def seed_loop(set_config: SetConfig, subsets: Subsets) -> tuple[float, float]:
+    """The notebook's loop, re-implemented: (last epoch's mean train loss, last validation loss)."""
+    torch.manual_seed(set_config.seed)  # the same initial weights as unmix's train_set
+    model = build_model(**set_model_config(set_config))
+    train = normalise(to_channels_first(subsets.train.images))  # float32 [-1, 1], all in memory
+    valid_a = normalise(to_channels_first(subsets.valid.a))
+    valid_b = normalise(to_channels_first(subsets.valid.b))
+    torch.manual_seed(set_config.seed)  # dropout, as unmix's loop seeds it
+    # The sampler's own generator draws each epoch's permutation exactly as unmix's loop
+    # does; the loader's generator is separate, so its per-epoch seed draw changes neither.
+    sampler = EpochPermutation(len(train), torch.Generator().manual_seed(set_config.seed))
+    loader = DataLoader(TensorDataset(train), batch_size=set_config.batch_size, sampler=sampler,
+                        generator=torch.Generator())
+    optimizer = torch.optim.Adam(model.parameters(), lr=set_config.lr)
+    criterion = nn.L1Loss()
+    mix = MIXES[set_config.mix]
+    epoch_losses: list[float] = []
+    valid_loss = float("nan")
+    for epoch in range(1, set_config.epochs + 1):
+        model.train()
+        losses, sizes = [], []
+        for (batch,) in loader:
+            half = len(batch) // 2
+            if half == 0:
+                continue
+            a, b = batch[:half], batch[half : 2 * half]
+            out_1, out_2 = model(mix(a, b))
+            loss = criterion(out_1, a) + criterion(out_2, b)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())  # the notebook's host sync every step
+            sizes.append(half)
+        epoch_losses.append(sum(x * n for x, n in zip(losses, sizes)) / sum(sizes))
+        if epoch % set_config.validate_every == 0 or epoch == set_config.epochs:
+            model.eval()
+            with torch.no_grad():
+                out_1, out_2 = model(mix(valid_a, valid_b))
+                valid_loss = (criterion(out_1, valid_a) + criterion(out_2, valid_b)).item()
+    return epoch_losses[-1], valid_loss
+
+
+def unmix_loop(set_config: SetConfig, subsets: Subsets, store: Path) -> tuple[float, float]:
+    """unmix's loop as the train stage runs it, logging to a real MLflow run in `store`."""
+    tracker = RunTracker(uri=f"sqlite:///{store}", experiment="train-speed", run_name="unmix-loop",
+                         logs_model=True)
+    tracker.run_id  # the store is open and the worker ready: start-up is not the loop's time
+    with tracker:
+        _, history = train_set(set_config, subsets, tracker, device=torch.device("cpu"))
+    return history[-1].train_l1, history[-1].valid_l1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
+    parser.add_argument("--source", default="imagefolder", choices=("imagefolder", "shapes"))
+    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="image-folder root")
+    parser.add_argument("--n-train", type=int, default=1000)
+    parser.add_argument("--n-valid", type=int, default=256, help="validation images, as the seed")
+    parser.add_argument("--set", dest="set_name", default="seed", help="the set whose loop is compared")
+    parser.add_argument("--epochs", type=int, default=40, help="epochs per loop run")
+    parser.add_argument("--pairs", type=int, default=3, help="A, B pairs of loop runs")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per architecture")
+    args = parser.parse_args()
+
+    config = load_config(args.params)
+    data = DataConfig(source=args.source, path=str(args.images) if args.source == "imagefolder" else None,
+                      shapes_train=args.n_train + args.n_valid, shapes_test=2,
+                      n_train=args.n_train, n_valid=args.n_valid, n_test=2)
+    subsets = draw_subsets(*acquire_images(data, REPO), data.n_train, data.n_valid, data.n_test, data.seed)
+    images = to_channels_first(subsets.train.images)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(images)} train images "
+          f"({args.source}), {len(subsets.valid)} validation pairs", flush=True)
+
+    peak = matmul_peak()
+    print(f"float32 matmul peak (4096^3 torch.mm, best of 5): {peak:.1f} GFLOP/s", flush=True)
+    by_arch: dict[str, tuple[str, SetConfig]] = {}
+    for name, set_config in config.sets.items():
+        by_arch.setdefault(set_config.arch, (name, set_config))
+    for arch, (name, set_config) in by_arch.items():
+        gflop, seconds = step_rate(set_config, images, args.steps)
+        rate = gflop / seconds
+        print(f"arch {arch:5s} (set {name}, batch {set_config.batch_size}): {gflop:.2f} GFLOP/step, "
+              f"{1 / seconds:.2f} steps/s, {rate:.1f} GFLOP/s = {100 * rate / peak:.0f}% of peak", flush=True)
+
+    loop_set = dataclasses.replace(config.set(args.set_name), epochs=args.epochs, device="cpu")
+    times: dict[str, list[float]] = {"seed": [], "unmix": []}
+    results: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        template = Path(tmp) / "template.db"
+        import mlflow
+
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{template}").search_experiments()  # migrate once
+        for index in range(args.pairs):
+            for loop in ("seed", "unmix"):
+                store = Path(tmp) / f"run-{index}.db"
+                shutil.copy(template, store)
+                started = time.perf_counter()
+                if loop == "seed":
+                    results[loop] = seed_loop(loop_set, subsets)
+                else:
+                    results[loop] = unmix_loop(loop_set, subsets, store)
+                times[loop].append(time.perf_counter() - started)
+                print(f"  {loop:5s} loop: {times[loop][-1]:6.1f} s  (train loss {results[loop][0]:.5f}, "
+                      f"valid loss {results[loop][1]:.5f})", flush=True)
+    ratios = [seed / ours for seed, ours in zip(times["seed"], times["unmix"])]
+    print(f"set {args.set_name}, {args.epochs} epochs x {args.pairs} pairs: seed loop median "
+          f"{statistics.median(times['seed']):.1f} s, unmix loop median {statistics.median(times['unmix']):.1f} s")
+    print(f"final losses: seed loop train {results['seed'][0]:.5f} / valid {results['seed'][1]:.5f}; "
+          f"unmix loop train {results['unmix'][0]:.5f} / valid {results['unmix'][1]:.5f}")
+    print(f"loop speed ratio seed/unmix: min {min(ratios):.3f}, median {statistics.median(ratios):.3f}, "
+          f"max {max(ratios):.3f}")
+
+
+if __name__ == "__main__":
+    main()
