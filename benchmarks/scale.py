@@ -7,8 +7,10 @@
    images, for about the same number of steps, alternated 1k, 50k, 1k, 50k; pairs/s each
    and the ratio.
 2. Memory: the real `stages/train.py` as a subprocess on a 50,000-image subset (one
-   epoch, MLflow on, a private store); the peak resident memory of the stage process
-   (VmHWM) and the peak of the stage and its tracking worker together (sampled every 50 ms).
+   epoch, MLflow on, a private store): the peak resident memory of the stage process
+   (VmHWM), and the peak of the stage and its tracking worker together, sampled every
+   50 ms as proportional set size (PSS: pages the two share, torch's libraries above
+   all, counted once, not twice as a sum of RSS would).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def process_tree(root: int) -> list[int]:
 
 
 def stage_peak_memory(workdir: Path, subset: Path, set_name: str) -> tuple[float, float, float]:
-    """(stage process VmHWM MiB, peak MiB of stage + tracking worker, seconds) of one train stage."""
+    """(stage process VmHWM MiB, peak PSS MiB of stage + tracking worker, seconds) of one train stage."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -96,9 +98,12 @@ def stage_peak_memory(workdir: Path, subset: Path, set_name: str) -> tuple[float
                     status = Path(f"/proc/{pid}/status").read_text()
                 except OSError:
                     continue
-                total += kib(status, "VmRSS")
                 if pid == process.pid:
                     stage_hwm = max(stage_hwm, kib(status, "VmHWM"))
+                try:
+                    total += kib(Path(f"/proc/{pid}/smaps_rollup").read_text(), "Pss")
+                except OSError:
+                    continue
             peak_total = max(peak_total, total)
             time.sleep(0.05)
 
@@ -159,7 +164,7 @@ def main() -> None:
         shutil.rmtree(workdir / "mlartifacts", ignore_errors=True)
         stage_mib, total_mib, seconds = stage_peak_memory(workdir, subset_dir, args.set_name)
     print(f"train stage at {args.large} images ({args.large_epochs} epoch, MLflow on): {seconds:.1f} s, "
-          f"peak memory {stage_mib:.0f} MiB (stage process VmHWM), {total_mib:.0f} MiB with its tracking worker")
+          f"peak memory {stage_mib:.0f} MiB (stage process VmHWM), {total_mib:.0f} MiB PSS with its tracking worker")
 
 
 if __name__ == "__main__":

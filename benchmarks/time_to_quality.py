@@ -1,6 +1,7 @@
 """Time to the seed's final quality: (A) the `seed` set's full budget vs (B) unmix's fastest set.
 
     python benchmarks/time_to_quality.py            # CIFAR-10 copy, 1000 train images, 1201 epochs for A
+    python benchmarks/time_to_quality.py --device cuda
 
 Both train in this one process on the same images (the CIFAR-10 JPEG copy in ../shared
 through the image-folder source, 1000 training images, fixed validation pairs drawn from
@@ -26,6 +27,7 @@ import torch  # noqa: E402
 
 from unmix.config import DataConfig, SetConfig, load_config  # noqa: E402
 from unmix.datasets import acquire_images  # noqa: E402
+from unmix.devices import resolve_device  # noqa: E402
 from unmix.experiment import pair_mixture, set_model_config  # noqa: E402
 from unmix.metrics import best_psnr_and_seed_l1  # noqa: E402
 from unmix.mixing import trivial_separation  # noqa: E402
@@ -63,7 +65,7 @@ def model_quality(model: torch.nn.Module, valid: PairSet, mix: str) -> Quality:
     return quality(*separate(model, pair_mixture(valid, mix)), valid)
 
 
-def train(set_config: SetConfig, subsets: Subsets, on_epoch_end=None) -> tuple[torch.nn.Module, list[EpochResult]]:
+def train(set_config: SetConfig, subsets: Subsets, device: torch.device, on_epoch_end=None) -> tuple[torch.nn.Module, list[EpochResult]]:
     torch.manual_seed(set_config.seed)
     model = build_model(**set_model_config(set_config))
     history = train_separator(
@@ -82,7 +84,7 @@ def train(set_config: SetConfig, subsets: Subsets, on_epoch_end=None) -> tuple[t
         flip=set_config.flip,
         fresh_pairs=set_config.fresh_pairs,
         on_epoch_end=on_epoch_end,
-        device="cpu",
+        device=device,
     )
     return model, history
 
@@ -99,7 +101,9 @@ def main() -> None:
     parser.add_argument("--fast-set", default="best", help="B: the set that reaches quality fastest")
     parser.add_argument("--fast-epochs", type=int, default=None,
                         help="B's schedule length in epochs (default: the set's own); B stops earlier")
+    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     args = parser.parse_args()
+    device = resolve_device(args.device, name="--device")
 
     config = load_config(args.params)
     seed_set = dataclasses.replace(config.set(args.seed_set), epochs=args.seed_epochs, validate_every=50)
@@ -114,14 +118,15 @@ def main() -> None:
     subsets = draw_subsets(train_split, test_split, data.n_train, data.n_valid, data.n_test, data.seed)
     print(f"data: {args.source} {args.images if args.source == 'imagefolder' else ''}, "
           f"{len(subsets.train)} train images, {len(subsets.valid)} validation pairs, mix {seed_set.mix}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+          f"torch {torch.__version__} on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
+          f"{torch.get_num_threads()} threads", flush=True)
     baseline = quality(*trivial_separation(pair_mixture(subsets.valid, seed_set.mix), seed_set.mix),
                        subsets.valid)
     print(f"trivial baseline (mixture as both outputs): {baseline}", flush=True)
 
     print(f"A: set {args.seed_set!r} ({seed_set.arch}, {seed_set.loss} loss), {seed_set.epochs} epochs ...", flush=True)
     started = time.perf_counter()
-    model_a, _ = train(seed_set, subsets)
+    model_a, _ = train(seed_set, subsets, device)
     seconds_a = time.perf_counter() - started
     target = model_quality(model_a, subsets.valid, seed_set.mix)
     print(f"A: {seconds_a:.1f} s ({seconds_a / 60:.1f} min) → {target}", flush=True)
@@ -140,7 +145,7 @@ def main() -> None:
           f"{fast_set.loss} loss, consistency {fast_set.consistency}), up to {fast_set.epochs} epochs ...", flush=True)
     started = time.perf_counter()
     try:
-        train(fast_set, subsets, on_epoch_end=check)
+        train(fast_set, subsets, device, on_epoch_end=check)
     except QualityReached:
         pass
     if not reached:

@@ -1,6 +1,7 @@
 """Training efficiency: FLOP rate against the matmul peak, and the seed's loop against unmix's.
 
-    python benchmarks/train_speed.py                 # CIFAR-10 copy, 1000 images, 40 epochs x 3 pairs
+    python benchmarks/train_speed.py                 # CIFAR-10 copy, 1000 images, 40 epochs x 5 pairs
+    python benchmarks/train_speed.py --device cuda   # the same on a GPU
 
 In one run it measures
 1. this machine's float32 matmul peak: the best of several large `torch.mm` calls;
@@ -37,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from unmix.config import DataConfig, SetConfig, load_config  # noqa: E402
 from unmix.datasets import acquire_images  # noqa: E402
+from unmix.devices import autocast, memory_format, place_model, resolve_device  # noqa: E402
 from unmix.experiment import set_model_config, train_set  # noqa: E402
 from unmix.losses import LOSSES  # noqa: E402
 from unmix.mixing import MIXES  # noqa: E402
@@ -48,14 +50,21 @@ from unmix.training import normalise, to_channels_first  # noqa: E402
 DEFAULT_IMAGES = REPO.parent / "shared" / "datasets" / "cifar10-jpeg" / "train"
 
 
-def matmul_peak(n: int = 4096, repeats: int = 5) -> float:
-    """GFLOP/s of the fastest of `repeats` float32 (n x n) @ (n x n) products."""
-    x, y = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(x, y)  # warm-up: thread pool, caches
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 4096, repeats: int = 5) -> float:
+    """GFLOP/s of the fastest of `repeats` (n x n) @ (n x n) products on `device`."""
+    x, y = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    torch.mm(x, y)  # warm-up: thread pool, caches, kernels
     best = float("inf")
     for _ in range(repeats):
+        synchronize(device)
         started = time.perf_counter()
         torch.mm(x, y)
+        synchronize(device)
         best = min(best, time.perf_counter() - started)
     return 2 * n**3 / best / 1e9
 
@@ -64,26 +73,30 @@ def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: to
     """One step of unmix's loop on a float batch: mix halves, forward, loss, backward, update."""
     half = len(images) // 2
     a, b = images[:half], images[half : 2 * half]
-    out_1, out_2 = model(MIXES[mix](a, b))
-    step_loss = LOSSES[loss](out_1, out_2, a, b)
+    device = images.device
+    with autocast(device):
+        out_1, out_2 = model(MIXES[mix](a, b).contiguous(memory_format=memory_format(device)))
+    step_loss = LOSSES[loss](out_1.float(), out_2.float(), a, b)
     optimizer.zero_grad(set_to_none=True)
     step_loss.backward()
     optimizer.step()
 
 
-def step_rate(set_config: SetConfig, images: torch.Tensor, steps: int) -> tuple[float, float]:
+def step_rate(set_config: SetConfig, images: torch.Tensor, steps: int, device: torch.device) -> tuple[float, float]:
     """(GFLOP per training step, seconds per step) of one set's model at its batch size."""
     torch.manual_seed(0)
-    model = build_model(**set_model_config(set_config))
+    model = place_model(build_model(**set_model_config(set_config)), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=set_config.lr)
-    batch = normalise(images[: set_config.batch_size])
+    batch = normalise(images[: set_config.batch_size].to(device))
     with FlopCounterMode(display=False) as counter:
         training_step(model, optimizer, batch, set_config.mix, set_config.loss)
     for _ in range(3):  # warm-up
         training_step(model, optimizer, batch, set_config.mix, set_config.loss)
+    synchronize(device)
     started = time.perf_counter()
     for _ in range(steps):
         training_step(model, optimizer, batch, set_config.mix, set_config.loss)
+    synchronize(device)
     return counter.get_total_flops() / 1e9, (time.perf_counter() - started) / steps
 
 
@@ -104,13 +117,17 @@ class EpochPermutation(Sampler[int]):
         return iter(torch.randperm(self.n, generator=self.generator).tolist())
 
 
-def seed_loop(set_config: SetConfig, subsets: Subsets) -> tuple[float, float]:
-    """The notebook's loop, re-implemented: (last epoch's mean train loss, last validation loss)."""
+def seed_loop(set_config: SetConfig, subsets: Subsets, device: torch.device) -> tuple[float, float]:
+    """The notebook's loop, re-implemented: (last epoch's mean train loss, last validation loss).
+
+    On CUDA it does what such a notebook does: the float32 data stays in host memory and
+    every batch is copied over.
+    """
     torch.manual_seed(set_config.seed)  # the same initial weights as unmix's train_set
-    model = build_model(**set_model_config(set_config))
+    model = place_model(build_model(**set_model_config(set_config)), device)
     train = normalise(to_channels_first(subsets.train.images))  # float32 [-1, 1], all in memory
-    valid_a = normalise(to_channels_first(subsets.valid.a))
-    valid_b = normalise(to_channels_first(subsets.valid.b))
+    valid_a = normalise(to_channels_first(subsets.valid.a)).to(device)
+    valid_b = normalise(to_channels_first(subsets.valid.b)).to(device)
     torch.manual_seed(set_config.seed)  # dropout, as unmix's loop seeds it
     # The sampler's own generator draws each epoch's permutation exactly as unmix's loop
     # does; the loader's generator is separate, so its per-epoch seed draw changes neither.
@@ -129,9 +146,11 @@ def seed_loop(set_config: SetConfig, subsets: Subsets) -> tuple[float, float]:
             half = len(batch) // 2
             if half == 0:
                 continue
+            batch = batch.to(device)
             a, b = batch[:half], batch[half : 2 * half]
-            out_1, out_2 = model(mix(a, b))
-            loss = criterion(out_1, a) + criterion(out_2, b)
+            with autocast(device):
+                out_1, out_2 = model(mix(a, b).contiguous(memory_format=memory_format(device)))
+            loss = criterion(out_1.float(), a) + criterion(out_2.float(), b)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -140,19 +159,24 @@ def seed_loop(set_config: SetConfig, subsets: Subsets) -> tuple[float, float]:
         epoch_losses.append(sum(x * n for x, n in zip(losses, sizes)) / sum(sizes))
         if epoch % set_config.validate_every == 0 or epoch == set_config.epochs:
             model.eval()
-            with torch.no_grad():
-                out_1, out_2 = model(mix(valid_a, valid_b))
-                valid_loss = (criterion(out_1, valid_a) + criterion(out_2, valid_b)).item()
+            with torch.no_grad(), autocast(device):
+                out_1, out_2 = model(mix(valid_a, valid_b).contiguous(memory_format=memory_format(device)))
+            valid_loss = (criterion(out_1.float(), valid_a) + criterion(out_2.float(), valid_b)).item()
     return epoch_losses[-1], valid_loss
 
 
-def unmix_loop(set_config: SetConfig, subsets: Subsets, store: Path) -> tuple[float, float]:
-    """unmix's loop as the train stage runs it, logging to a real MLflow run in `store`."""
+def ready_tracker(store: Path) -> RunTracker:
+    """A tracking worker with its run open on `store`: the stage starts it while importing torch."""
     tracker = RunTracker(uri=f"sqlite:///{store}", experiment="train-speed", run_name="unmix-loop",
                          logs_model=True)
-    tracker.run_id  # the store is open and the worker ready: start-up is not the loop's time
+    tracker.run_id  # waits until the worker has imported everything and opened the run
+    return tracker
+
+
+def unmix_loop(set_config: SetConfig, subsets: Subsets, tracker: RunTracker, device: torch.device) -> tuple[float, float]:
+    """unmix's loop as the train stage runs it, until its MLflow run is finished and stored."""
     with tracker:
-        _, history = train_set(set_config, subsets, tracker, device=torch.device("cpu"))
+        _, history = train_set(set_config, subsets, tracker, device=device)
     return history[-1].train_l1, history[-1].valid_l1
 
 
@@ -165,9 +189,11 @@ def main() -> None:
     parser.add_argument("--n-valid", type=int, default=256, help="validation images, as the seed")
     parser.add_argument("--set", dest="set_name", default="seed", help="the set whose loop is compared")
     parser.add_argument("--epochs", type=int, default=40, help="epochs per loop run")
-    parser.add_argument("--pairs", type=int, default=3, help="A, B pairs of loop runs")
+    parser.add_argument("--pairs", type=int, default=5, help="A, B pairs of loop runs")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per architecture")
+    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     args = parser.parse_args()
+    device = resolve_device(args.device, name="--device")
 
     config = load_config(args.params)
     data = DataConfig(source=args.source, path=str(args.images) if args.source == "imagefolder" else None,
@@ -175,21 +201,26 @@ def main() -> None:
                       n_train=args.n_train, n_valid=args.n_valid, n_test=2)
     subsets = draw_subsets(*acquire_images(data, REPO), data.n_train, data.n_valid, data.n_test, data.seed)
     images = to_channels_first(subsets.train.images)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(images)} train images "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__} on {where}; {len(images)} train images "
           f"({args.source}), {len(subsets.valid)} validation pairs", flush=True)
 
-    peak = matmul_peak()
+    peak = matmul_peak(device)
     print(f"float32 matmul peak (4096^3 torch.mm, best of 5): {peak:.1f} GFLOP/s", flush=True)
+    if device.type == "cuda":  # training runs under bf16 autocast there: that is its ceiling
+        peak = matmul_peak(device, torch.bfloat16)
+        print(f"bf16 matmul peak (4096^3 torch.mm, best of 5): {peak:.1f} GFLOP/s; fractions below are of it",
+              flush=True)
     by_arch: dict[str, tuple[str, SetConfig]] = {}
     for name, set_config in config.sets.items():
         by_arch.setdefault(set_config.arch, (name, set_config))
     for arch, (name, set_config) in by_arch.items():
-        gflop, seconds = step_rate(set_config, images, args.steps)
+        gflop, seconds = step_rate(set_config, images, args.steps, device)
         rate = gflop / seconds
         print(f"arch {arch:5s} (set {name}, batch {set_config.batch_size}): {gflop:.2f} GFLOP/step, "
               f"{1 / seconds:.2f} steps/s, {rate:.1f} GFLOP/s = {100 * rate / peak:.0f}% of peak", flush=True)
 
-    loop_set = dataclasses.replace(config.set(args.set_name), epochs=args.epochs, device="cpu")
+    loop_set = dataclasses.replace(config.set(args.set_name), epochs=args.epochs, device=device.type)
     times: dict[str, list[float]] = {"seed": [], "unmix": []}
     results: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,13 +230,15 @@ def main() -> None:
         mlflow.MlflowClient(tracking_uri=f"sqlite:///{template}").search_experiments()  # migrate once
         for index in range(args.pairs):
             for loop in ("seed", "unmix"):
-                store = Path(tmp) / f"run-{index}.db"
-                shutil.copy(template, store)
-                started = time.perf_counter()
                 if loop == "seed":
-                    results[loop] = seed_loop(loop_set, subsets)
+                    started = time.perf_counter()
+                    results[loop] = seed_loop(loop_set, subsets, device)
                 else:
-                    results[loop] = unmix_loop(loop_set, subsets, store)
+                    store = Path(tmp) / f"run-{index}.db"
+                    shutil.copy(template, store)
+                    tracker = ready_tracker(store)  # set-up, like the seed loop's imports: not timed
+                    started = time.perf_counter()
+                    results[loop] = unmix_loop(loop_set, subsets, tracker, device)
                 times[loop].append(time.perf_counter() - started)
                 print(f"  {loop:5s} loop: {times[loop][-1]:6.1f} s  (train loss {results[loop][0]:.5f}, "
                       f"valid loss {results[loop][1]:.5f})", flush=True)
@@ -216,6 +249,11 @@ def main() -> None:
           f"unmix loop train {results['unmix'][0]:.5f} / valid {results['unmix'][1]:.5f}")
     print(f"loop speed ratio seed/unmix: min {min(ratios):.3f}, median {statistics.median(ratios):.3f}, "
           f"max {max(ratios):.3f}")
+    # Same batches, weights and math: only summation order may differ (nn.L1Loss vs per pair).
+    tolerance = 1e-4 if device.type == "cpu" else 2e-2  # bf16 on CUDA
+    for name, seed_value, unmix_value in zip(("train", "valid"), results["seed"], results["unmix"]):
+        if abs(seed_value - unmix_value) > tolerance * abs(seed_value):
+            raise SystemExit(f"the loops disagree: {name} loss {seed_value:.6f} (seed) vs {unmix_value:.6f} (unmix)")
 
 
 if __name__ == "__main__":

@@ -7,15 +7,18 @@ from pathlib import Path
 
 from unmix.cli import run_stage, stage_parser
 from unmix.config import load_config
-from unmix.experiment import evaluate_set
 from unmix.imageset import write_npz_atomically
-from unmix.models import load_checkpoint
 from unmix.reporting import write_metrics
 from unmix.subset import load_subsets
 from unmix.tracking import open_tracker
 
 
 def main(args: argparse.Namespace) -> None:
+    # torch is imported here, not at the top: the tracking process re-imports this module
+    # and needs none of it.
+    from unmix.experiment import evaluate_set
+    from unmix.models import load_checkpoint
+
     config = load_config(args.params)
     set_config = config.set(args.set_name)
     model, meta = load_checkpoint(args.model)

@@ -9,6 +9,7 @@ from torch import nn
 
 from unmix.models import SeedAutoencoder
 from unmix.training import (
+    channels_first_view,
     EpochResult,
     validate,
     epoch_pairs,
@@ -289,3 +290,15 @@ def test_compiled_training_matches_eager(images):
     assert compiled_history[0].valid_l1 == pytest.approx(eager_history[0].valid_l1, rel=1e-5)
     for eager, compiled in zip(eager_model.state_dict().values(), compiled_model.state_dict().values()):
         assert torch.allclose(eager, compiled, atol=1e-5)
+
+
+def test_training_from_a_channels_first_view_equals_a_contiguous_copy():
+    rng = np.random.default_rng(1)
+    nhwc = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    view = channels_first_view(nhwc)
+    assert view.data_ptr() == torch.from_numpy(nhwc).data_ptr()  # shares the array's memory
+    valid = {"valid_a": to_channels_first(nhwc[:4]), "valid_b": to_channels_first(nhwc[4:8])}
+    view_model, view_history = run({"train": view, **valid})
+    copy_model, copy_history = run({"train": to_channels_first(nhwc), **valid})
+    assert view_history == copy_history
+    assert weights_equal(view_model, copy_model)

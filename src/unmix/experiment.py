@@ -15,7 +15,7 @@ from unmix.mixing import MIXES
 from unmix.models import build_model, model_config
 from unmix.mosaic import reconstruction_mosaic
 from unmix.subset import PairSet, Subsets
-from unmix.training import EpochResult, normalise, separate, to_channels_first, to_uint8_images, train_separator
+from unmix.training import EpochResult, channels_first_view, normalise, separate, to_channels_first, to_uint8_images, train_separator
 
 # Pairs shown in the reconstruction images logged to MLflow during training.
 LOGGED_PAIRS = 8
@@ -68,7 +68,7 @@ def train_set(
     model = build_model(**set_model_config(set_config))
     history = train_separator(
         model,
-        to_channels_first(subsets.train.images),
+        channels_first_view(subsets.train.images),  # 50,000 images: no second copy
         to_channels_first(subsets.valid.a),
         to_channels_first(subsets.valid.b),
         mix=set_config.mix,

@@ -9,8 +9,7 @@ import numpy as np
 from unmix import figures
 from unmix.atomic import atomic_directory, write_text_atomically
 from unmix.config import Config
-from unmix.errors import DataError
-from unmix.reporting import read_history, read_metrics
+from unmix.reporting import read_history, read_metrics, require_report_inputs
 from unmix.subset import PairSet
 from unmix.experiment import pair_mixture
 from unmix.training import to_uint8_images
@@ -24,11 +23,7 @@ def mixtures(pairs: PairSet, mix: str) -> np.ndarray:
 def render_report(config: Config, test: PairSet, eval_dir: Path, reports_dir: Path) -> dict[str, list[Path]]:
     """Write reports/figures/*.png and reports/summary.md; return each set's figure paths."""
     eval_dir, reports_dir = Path(eval_dir), Path(reports_dir)
-    needed = [reports_dir / name / f for name in config.sets for f in ("history.csv", "metrics.json")]
-    needed += [eval_dir / f"{name}.npz" for name in config.sets]
-    missing = [str(p) for p in needed if not p.exists()]
-    if missing:
-        raise DataError(f"{missing[0]}: missing; run train and evaluate for every set first (dvc repro)")
+    require_report_inputs(list(config.sets), eval_dir, reports_dir)
     histories = {name: read_history(reports_dir / name / "history.csv") for name in config.sets}
     metrics = {name: read_metrics(reports_dir / name / "metrics.json") for name in config.sets}
     dpi, shown = config.figures.dpi, config.figures.n_pairs

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from unmix.atomic import write_text_atomically
+from unmix.errors import DataError
+
 if TYPE_CHECKING:  # annotations only: importing training would load torch
     from unmix.training import EpochResult
 
@@ -49,3 +51,12 @@ def write_metrics(metrics: dict, path: Path) -> None:
 def read_metrics(path: Path) -> dict:
     """Read a metrics JSON written by `write_metrics`."""
     return json.loads(Path(path).read_text())
+
+
+def require_report_inputs(set_names: Sequence[str], eval_dir: Path, reports_dir: Path) -> None:
+    """One line naming the first missing history, metrics or outputs file of any set."""
+    needed = [Path(reports_dir) / name / f for name in set_names for f in ("history.csv", "metrics.json")]
+    needed += [Path(eval_dir) / f"{name}.npz" for name in set_names]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise DataError(f"{missing[0]}: missing; run train and evaluate for every set first (dvc repro)")

@@ -21,7 +21,7 @@ from unmix.paths import project_root
 DEFAULT_STORE_NAME = "mlflow.db"
 PARENT_CHECK_S = 5.0  # how often an idle tracking worker checks that its parent still lives
 ARTIFACTS_DIR_NAME = "mlartifacts"
-WORKER_NICENESS = 10
+WORKER_NICENESS = 19
 
 
 class TrackingError(UnmixError):

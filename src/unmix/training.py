@@ -39,6 +39,11 @@ def to_channels_first(images: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
 
 
+def channels_first_view(images: np.ndarray) -> Tensor:
+    """uint8 (N, H, W, C) array → (N, C, H, W) tensor sharing its memory: no copy of a big set."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2)
+
+
 def normalise(batch: Tensor) -> Tensor:
     """uint8 [0, 255] → float32 [-1, 1], the seed's Normalize(mean 0.5, std 0.5)."""
     return batch.float().div(127.5).sub_(1.0)  # div makes a copy: a float input is untouched
@@ -98,7 +103,7 @@ def train_separator(
     device: torch.device | str = "cpu",
     compile_model: bool = False,
 ) -> list[EpochResult]:
-    """Train `model` in place on mixtures of pairs of uint8 (N, 3, 32, 32) images.
+    """Train `model` in place on mixtures of pairs of uint8 (N, 3, 32, 32) images (a view is fine).
 
     Same arguments and seed give the same numbers on the CPU. `schedule` "onecycle"
     warms the learning rate up to `lr` and anneals it to ~0 by the last step. On CUDA the
@@ -130,7 +135,10 @@ def train_separator(
         loss_sum = torch.zeros((), device=device)
         pairs_seen = 0
         for a_index, b_index in epoch_pairs(len(train_images), batch_size, generator, fixed_pairs):
-            a, b = normalise(train_images[a_index]), normalise(train_images[b_index])
+            # contiguous(): a batch gathered from a channels-first view keeps the view's
+            # strides, and convolutions would take another (slower, differently rounded) path.
+            a = normalise(train_images[a_index].contiguous())
+            b = normalise(train_images[b_index].contiguous())
             if flip:
                 a, b = random_flips(a, generator), random_flips(b, generator)
             with autocast(device):

@@ -1,0 +1,35 @@
+"""The benchmark scripts run end to end on a tiny generated set and print their verdict lines."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_benchmark(script: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_time_to_quality_prints_both_runs_and_the_speedup():
+    out = run_benchmark("time_to_quality.py", "--source", "shapes", "--n-train", "48", "--n-valid", "16",
+                        "--seed-epochs", "2", "--fast-epochs", "3")
+    assert "A (seed, full budget):" in out and "B (best, until A's quality):" in out
+    speedup = re.search(r"^time-to-quality speedup: (\d+\.\d)$", out.splitlines()[-1])
+    assert speedup and float(speedup.group(1)) > 0
+
+
+def test_train_speed_loops_agree_and_ratio_is_printed():
+    out = run_benchmark("train_speed.py", "--source", "shapes", "--n-train", "48", "--n-valid", "16",
+                        "--epochs", "2", "--pairs", "1", "--steps", "1")
+    assert re.search(r"arch seed .* GFLOP/step, .*% of peak", out)
+    assert re.search(r"arch unet .*% of peak", out)
+    assert re.search(r"loop speed ratio seed/unmix: min \d+\.\d+, median \d+\.\d+, max \d+\.\d+", out)
+    losses = re.search(r"final losses: seed loop train (\S+) / valid (\S+); unmix loop train (\S+) / valid (\S+)", out)
+    assert losses and losses.group(1) == losses.group(3) and losses.group(2) == losses.group(4)
