@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import collections
+import queue
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +16,7 @@ from unmix.tracking import (
     NullTracker,
     RunTracker,
     TrackingError,
+    _queued_metric_calls,
     artifact_location,
     open_tracker,
     resolve_tracking_uri,
@@ -96,3 +102,55 @@ def test_tracking_disabled_gives_a_tracker_that_does_nothing() -> None:
     with tracker:
         tracker.log_metrics({"a": 1.0}, step=1)
     assert tracker.finish() is None and tracker.run_id is None
+
+
+def test_queued_metric_calls_takes_the_metrics_at_the_head_and_keeps_the_rest_in_order() -> None:
+    waiting = queue.Queue()
+    for call in [("metrics", {"a": 2.0}, 2, 0), ("image", "img", "k", 2), ("metrics", {"a": 3.0}, 3, 0)]:
+        waiting.put(call)
+    backlog = collections.deque()
+    taken = _queued_metric_calls(waiting, backlog)
+    assert taken == [("metrics", {"a": 2.0}, 2, 0)]
+    assert list(backlog) == [("image", "img", "k", 2), ("metrics", {"a": 3.0}, 3, 0)]
+    assert waiting.empty()
+
+
+def test_a_backlog_of_epochs_arrives_complete_and_in_order(mlflow_uri: str) -> None:
+    before_ms = int(time.time() * 1000)
+    with RunTracker(uri=mlflow_uri, experiment="e", run_name="many") as tracker:
+        for epoch in range(1, 41):  # queued far faster than one store write per call
+            tracker.log_metrics({"train/l1": 1.0 / epoch}, step=epoch)
+            if epoch == 20:
+                tracker.log_image(np.zeros((8, 8, 3), np.uint8), key="reconstructions/valid", step=epoch)
+    history = client(mlflow_uri).get_metric_history(tracker.run_id, "train/l1")
+    assert sorted((m.step, m.value) for m in history) == [(e, 1.0 / e) for e in range(1, 41)]
+    assert all(before_ms <= m.timestamp <= int(time.time() * 1000) for m in history)
+    assert [a.path for a in client(mlflow_uri).list_artifacts(tracker.run_id)] == ["images"]
+
+
+DYING_CALLER = """
+import os, sys
+from unmix.tracking import RunTracker
+
+if __name__ == "__main__":
+    tracker = RunTracker(uri=sys.argv[1], experiment="e", run_name="dies")
+    print(tracker.run_id, tracker._worker.pid, flush=True)
+    # The start of a 1 MB message (multiprocessing's 4-byte length header, then a few
+    # bytes), as when the caller dies while its queue's feeder thread is still writing.
+    os.write(tracker._calls._writer.fileno(), (1 << 20).to_bytes(4, "big", signed=True) + b"partial")
+    os._exit(1)
+"""
+
+
+def test_a_caller_killed_mid_message_leaves_no_worker_behind(mlflow_uri: str, tmp_path: Path) -> None:
+    script = tmp_path / "dying_caller.py"
+    script.write_text(DYING_CALLER)
+    printed = tmp_path / "printed.txt"  # a file, not a pipe: a stuck worker would hold a pipe open
+    with printed.open("w") as out:
+        subprocess.run([sys.executable, str(script), mlflow_uri], stdout=out, timeout=120)
+    run_id, worker_pid = printed.read_text().split()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{worker_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{worker_pid}").exists(), "the tracking worker outlived its caller"
+    assert client(mlflow_uri).get_run(run_id).info.status == "FAILED"

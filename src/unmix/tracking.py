@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import multiprocessing
@@ -9,6 +10,7 @@ import os
 import queue
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -116,8 +118,8 @@ class RunTracker:
         return self._run_id
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Queue one batched metrics call (one store round trip, however many metrics)."""
-        self._put(("metrics", {k: float(v) for k, v in metrics.items()}, step))
+        """Queue metrics, stamped now; the worker writes whatever has queued up in one store call."""
+        self._put(("metrics", {k: float(v) for k, v in metrics.items()}, step, int(time.time() * 1000)))
 
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         """Queue a uint8 (H, W, 3) image under `key` at `step` (MLflow's image history)."""
@@ -179,6 +181,9 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
     """The worker process: open the run, then apply queued calls until told to finish."""
     # Ctrl-C goes to the whole process group: the parent decides the run's status.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The queue brought the caller's write end along; closed here, a caller that dies in
+    # the middle of a message leaves an end of file, not a read that waits forever.
+    calls._writer.close()
     # Training keeps both cores busy in OpenMP regions that wait for their slowest thread:
     # at normal priority every slice this process takes stalls both. Niced, it runs in the
     # gaps; when the caller waits in finish() it has the machine to itself anyway.
@@ -202,20 +207,27 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
         _warm_requirement_checks()
     replies.put(("opened", run_id))  # ready: nothing left to import
     status = "FAILED"
+    backlog: collections.deque = collections.deque()
     while True:
         try:
-            call = calls.get(timeout=PARENT_CHECK_S)
+            call = backlog.popleft() if backlog else calls.get(timeout=PARENT_CHECK_S)
         except queue.Empty:
             if multiprocessing.parent_process().is_alive():
                 continue
             error = "the training process died"  # killed: no finish will come
+            break
+        except (EOFError, OSError):
+            error = "the training process died while sending"
             break
         if call[0] == "finish":
             status = call[1]
             break
         if error is None:
             try:
-                _apply(mlflow, call)
+                if call[0] == "metrics":
+                    _log_metric_calls(mlflow, run_id, [call, *_queued_metric_calls(calls, backlog)])
+                else:
+                    _apply(mlflow, call)
             except BaseException as caught:  # noqa: BLE001 - reported to the caller by finish()
                 error = _one_line(caught)
     if run_id is not None:
@@ -246,12 +258,35 @@ def _warm_requirement_checks() -> None:
         pass
 
 
+def _queued_metric_calls(calls: Any, backlog: collections.deque) -> list[tuple]:
+    """Take every call already waiting; return the metrics calls at its head, keep the rest in order."""
+    while True:
+        try:
+            backlog.append(calls.get_nowait())
+        except queue.Empty:
+            break
+    taken = []
+    while backlog and backlog[0][0] == "metrics":
+        taken.append(backlog.popleft())
+    return taken
+
+
+def _log_metric_calls(mlflow: Any, run_id: str, metric_calls: list[tuple]) -> None:
+    """All these queued metrics calls as one store round trip.
+
+    The niced worker falls behind while training has the cores and catches up with one
+    batch instead of one write per epoch.
+    """
+    from mlflow.entities import Metric
+
+    metrics = [Metric(key, value, timestamp, step or 0)
+               for _, values, step, timestamp in metric_calls for key, value in values.items()]
+    mlflow.MlflowClient().log_batch(run_id, metrics=metrics, synchronous=True)
+
+
 def _apply(mlflow: Any, call: tuple) -> None:
     kind, *args = call
-    if kind == "metrics":
-        metrics, step = args
-        mlflow.log_metrics(metrics, step=step)
-    elif kind == "image":
+    if kind == "image":
         image, key, step = args
         mlflow.log_image(image, key=key, step=step, synchronous=True)
     elif kind == "artifact":
