@@ -7,7 +7,8 @@ In one run it measures
 1. this machine's float32 matmul peak: the best of several large `torch.mm` calls;
 2. for each architecture (the sets of params.yaml, one per arch), one training step's
    FLOPs (forward + backward, `torch.utils.flop_counter`) and the rate its steps reach,
-   as a fraction of that peak;
+   as a fraction of that peak, and where its time goes by kind of operator
+   (`torch.profiler`): what limits it;
 3. a faithful re-implementation of the seed notebook's loop (a `DataLoader` over a float32
    tensor, `nn.L1Loss`, a Python float of the loss every step, validation with the
    same loss) against unmix's loop (`experiment.train_set`: uint8 batches cut from a
@@ -117,6 +118,31 @@ class EpochPermutation(Sampler[int]):
         return iter(torch.randperm(self.n, generator=self.generator).tolist())
 
 
+def operator_shares(set_config: SetConfig, images: torch.Tensor, device: torch.device, steps: int = 5) -> dict[str, float]:
+    """Share of the training step's self time by kind of operator (torch.profiler, `steps` steps)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = place_model(build_model(**set_model_config(set_config)), device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=set_config.lr)
+    batch = normalise(images[: set_config.batch_size].to(device))
+    training_step(model, optimizer, batch, set_config.mix, set_config.loss)  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        for _ in range(steps):
+            training_step(model, optimizer, batch, set_config.mix, set_config.loss)
+        synchronize(device)
+    kinds = {"convolution": ("conv", "mkldnn"), "batch norm": ("batch_norm",),
+             "optimizer": ("adam", "_foreach", "addcmul", "addcdiv", "lerp", "sqrt")}
+    shares: dict[str, float] = {}
+    for event in profiler.key_averages():
+        spent = event.self_device_time_total if device.type == "cuda" else event.self_cpu_time_total
+        kind = next((k for k, marks in kinds.items() if any(m in event.key for m in marks)), "elementwise, copies, other")
+        shares[kind] = shares.get(kind, 0.0) + spent
+    total = sum(shares.values()) or 1.0
+    return {kind: spent / total for kind, spent in sorted(shares.items(), key=lambda item: -item[1])}
+
+
 def seed_loop(set_config: SetConfig, subsets: Subsets, device: torch.device) -> tuple[float, float]:
     """The notebook's loop, re-implemented: (last epoch's mean train loss, last validation loss).
 
@@ -219,6 +245,9 @@ def main() -> None:
         rate = gflop / seconds
         print(f"arch {arch:5s} (set {name}, batch {set_config.batch_size}): {gflop:.2f} GFLOP/step, "
               f"{1 / seconds:.2f} steps/s, {rate:.1f} GFLOP/s = {100 * rate / peak:.0f}% of peak", flush=True)
+        shares = operator_shares(set_config, images, device)
+        print("  time by operator: " + ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in shares.items()),
+              flush=True)
 
     loop_set = dataclasses.replace(config.set(args.set_name), epochs=args.epochs, device=device.type)
     times: dict[str, list[float]] = {"seed": [], "unmix": []}

@@ -16,17 +16,19 @@ from unmix.tracking import open_tracker
 def main(args: argparse.Namespace) -> None:
     # torch is imported here, not at the top: the tracking process re-imports this module
     # and needs none of it.
+    from unmix.devices import resolve_device
     from unmix.experiment import evaluate_set
     from unmix.models import load_checkpoint
 
     config = load_config(args.params)
     set_config = config.set(args.set_name)
+    device = resolve_device(set_config.device, name=f"sets.{args.set_name}.device")
     model, meta = load_checkpoint(args.model)
     subsets = load_subsets(args.data)
     tracker = open_tracker(config.tracking.enabled, config.tracking.uri, config.tracking.experiment,
                            run_name=args.set_name, run_id=meta.get("mlflow_run_id"))
     with tracker:
-        evaluation = evaluate_set(model, set_config, subsets, tracker)
+        evaluation = evaluate_set(model, set_config, subsets, tracker, device)
         # Outputs first: a tracking failure reported by finish() must not lose the metrics.
         # The per-pair file before metrics.json: render-figures depends on it.
         write_npz_atomically(args.outputs, {

@@ -32,10 +32,12 @@ def main(args: argparse.Namespace) -> None:
     with tracker:
         # Imported only now: the tracking process starts up (imports, store, run) on the
         # other core while this one loads torch.
+        from unmix.devices import resolve_device
         from unmix.experiment import set_model_config, train_set
         from unmix.models import save_checkpoint
 
-        model, history = train_set(set_config, load_subsets(args.data), tracker)
+        device = resolve_device(set_config.device, name=f"sets.{args.set_name}.device")
+        model, history = train_set(set_config, load_subsets(args.data), tracker, device)
         trained = time.perf_counter()
         run_id = tracker.run_id
         # Outputs first: a tracking failure reported by finish() must not lose the training.

@@ -100,3 +100,16 @@ def test_bad_parameter_stops_with_one_line_and_keeps_outputs(tiny_project: Path)
     assert errors == ["error: params.yaml: sets.seed.epochs: expected a value >= 1, got 0"]
     assert (tiny_project / "models" / "seed.pt").read_bytes() == model
     assert (tiny_project / "reports" / "seed" / "metrics.json").read_text() == metrics
+
+
+def test_cuda_requested_without_a_gpu_stops_before_training(tiny_project: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: device cuda is valid here")
+    write_params(tiny_project, lambda p: p["sets"]["seed"].update(device="cuda"))
+    failed = run_command(["dvc", "repro", "train@seed"], tiny_project, check=False)
+    assert failed.returncode != 0
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: sets.seed.device: cuda requested, but torch")
+    assert not (tiny_project / "models" / "seed.pt").exists()

@@ -90,9 +90,11 @@ def train_set(
     return model, history
 
 
-def evaluate_set(model: nn.Module, set_config: SetConfig, subsets: Subsets, tracker: Any) -> Evaluation:
+def evaluate_set(
+    model: nn.Module, set_config: SetConfig, subsets: Subsets, tracker: Any, device: torch.device | None = None
+) -> Evaluation:
     """Score the model on the fixed test pairs, on the set's device, and add the metrics to its run."""
-    place_model(model, resolve_device(set_config.device))
+    place_model(model, device or resolve_device(set_config.device))
     evaluation = evaluate_separator(model, subsets.test.a, subsets.test.b, set_config.mix)
     tracker.log_metrics({k: v for k, v in flatten_metrics(evaluation.metrics).items() if not k.endswith("n_pairs")})
     return evaluation

@@ -204,7 +204,7 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
             import mlflow.pytorch  # noqa: F401 - imported now, while the caller is still starting up
         except Exception as caught:  # noqa: BLE001
             error = _one_line(caught)
-        _warm_requirement_checks()
+        _skip_requirement_check()
     replies.put(("opened", run_id))  # ready: nothing left to import
     status = "FAILED"
     backlog: collections.deque = collections.deque()
@@ -243,17 +243,17 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
     os._exit(0)
 
 
-def _warm_requirement_checks() -> None:
-    """Build MLflow's map of installed packages now rather than inside log_model.
+def _skip_requirement_check() -> None:
+    """Turn off log_model's check of the model's pip requirements against the environment.
 
-    log_model checks the model's pip requirements against every installed distribution
-    (~1.3 s here); done at start-up it overlaps the caller's imports instead of delaying
-    the end of training. Best effort: a private MLflow function that may move.
+    It scans every installed distribution (~1.3 s of CPU here) only to warn about a
+    mismatch, and ours cannot mismatch: torch's pin is read from this very environment and
+    MLflow pins itself. Best effort: a private MLflow function that may move.
     """
     try:
-        from mlflow.utils import requirements_utils
+        from mlflow.utils import environment
 
-        requirements_utils._init_packages_to_modules_map()
+        environment.warn_dependency_requirement_mismatches = lambda requirements: None
     except Exception:  # noqa: BLE001 - only an optimisation
         pass
 
