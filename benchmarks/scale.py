@@ -28,8 +28,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from common import REPO  # also puts src/ on the path
 
 from unmix.config import DataConfig, load_config  # noqa: E402
 from unmix.datasets import acquire_images  # noqa: E402

@@ -20,22 +20,17 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from common import DEFAULT_IMAGES, REPO, benchmark_subsets  # also puts src/ on the path
 
 import torch  # noqa: E402
 
-from unmix.config import DataConfig, SetConfig, load_config  # noqa: E402
-from unmix.datasets import acquire_images  # noqa: E402
+from unmix.config import load_config  # noqa: E402
 from unmix.devices import resolve_device  # noqa: E402
-from unmix.experiment import pair_mixture, set_model_config  # noqa: E402
+from unmix.experiment import fit_set, pair_mixture  # noqa: E402
 from unmix.metrics import best_psnr_and_seed_l1  # noqa: E402
 from unmix.mixing import trivial_separation  # noqa: E402
-from unmix.models import build_model  # noqa: E402
-from unmix.subset import PairSet, Subsets, draw_subsets  # noqa: E402
-from unmix.training import EpochResult, normalise, separate, to_channels_first, train_separator  # noqa: E402
-
-DEFAULT_IMAGES = REPO.parent / "shared" / "datasets" / "cifar10-jpeg" / "train"
+from unmix.subset import PairSet  # noqa: E402
+from unmix.training import EpochResult, normalise, separate, to_channels_first  # noqa: E402
 
 
 class QualityReached(Exception):
@@ -65,30 +60,6 @@ def model_quality(model: torch.nn.Module, valid: PairSet, mix: str) -> Quality:
     return quality(*separate(model, pair_mixture(valid, mix)), valid)
 
 
-def train(set_config: SetConfig, subsets: Subsets, device: torch.device, on_epoch_end=None) -> tuple[torch.nn.Module, list[EpochResult]]:
-    torch.manual_seed(set_config.seed)
-    model = build_model(**set_model_config(set_config))
-    history = train_separator(
-        model,
-        to_channels_first(subsets.train.images),
-        to_channels_first(subsets.valid.a),
-        to_channels_first(subsets.valid.b),
-        mix=set_config.mix,
-        loss=set_config.loss,
-        epochs=set_config.epochs,
-        batch_size=set_config.batch_size,
-        lr=set_config.lr,
-        seed=set_config.seed,
-        validate_every=set_config.validate_every,
-        schedule=set_config.schedule,
-        flip=set_config.flip,
-        fresh_pairs=set_config.fresh_pairs,
-        on_epoch_end=on_epoch_end,
-        device=device,
-    )
-    return model, history
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
@@ -111,11 +82,7 @@ def main() -> None:
     # Same mix as A, so both are judged on identical validation mixtures.
     fast_set = dataclasses.replace(fast_set, mix=seed_set.mix, epochs=args.fast_epochs or fast_set.epochs,
                                    validate_every=args.fast_epochs or fast_set.epochs)
-    data = DataConfig(source=args.source, path=str(args.images) if args.source == "imagefolder" else None,
-                      shapes_train=args.n_train + args.n_valid, shapes_test=2,
-                      n_train=args.n_train, n_valid=args.n_valid, n_test=2)
-    train_split, test_split = acquire_images(data, REPO)
-    subsets = draw_subsets(train_split, test_split, data.n_train, data.n_valid, data.n_test, data.seed)
+    subsets = benchmark_subsets(args.source, args.images, args.n_train, args.n_valid)
     print(f"data: {args.source} {args.images if args.source == 'imagefolder' else ''}, "
           f"{len(subsets.train)} train images, {len(subsets.valid)} validation pairs, mix {seed_set.mix}; "
           f"torch {torch.__version__} on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
@@ -126,7 +93,7 @@ def main() -> None:
 
     print(f"A: set {args.seed_set!r} ({seed_set.arch}, {seed_set.loss} loss), {seed_set.epochs} epochs ...", flush=True)
     started = time.perf_counter()
-    model_a, _ = train(seed_set, subsets, device)
+    model_a, _ = fit_set(seed_set, subsets, device)
     seconds_a = time.perf_counter() - started
     target = model_quality(model_a, subsets.valid, seed_set.mix)
     print(f"A: {seconds_a:.1f} s ({seconds_a / 60:.1f} min) → {target}", flush=True)
@@ -145,7 +112,7 @@ def main() -> None:
           f"{fast_set.loss} loss, consistency {fast_set.consistency}), up to {fast_set.epochs} epochs ...", flush=True)
     started = time.perf_counter()
     try:
-        train(fast_set, subsets, device, on_epoch_end=check)
+        fit_set(fast_set, subsets, device, on_epoch_end=check)
     except QualityReached:
         pass
     if not reached:

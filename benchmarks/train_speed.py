@@ -24,31 +24,26 @@ import argparse
 import dataclasses
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from common import DEFAULT_IMAGES, REPO, benchmark_subsets  # also puts src/ on the path
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Sampler, TensorDataset  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from unmix.config import DataConfig, SetConfig, load_config  # noqa: E402
-from unmix.datasets import acquire_images  # noqa: E402
+from unmix.config import SetConfig, load_config  # noqa: E402
 from unmix.devices import autocast, memory_format, place_model, resolve_device  # noqa: E402
 from unmix.experiment import set_model_config, train_set  # noqa: E402
 from unmix.losses import LOSSES  # noqa: E402
 from unmix.mixing import MIXES  # noqa: E402
 from unmix.models import build_model  # noqa: E402
-from unmix.subset import Subsets, draw_subsets  # noqa: E402
+from unmix.subset import Subsets  # noqa: E402
 from unmix.tracking import RunTracker  # noqa: E402
 from unmix.training import normalise, to_channels_first  # noqa: E402
-
-DEFAULT_IMAGES = REPO.parent / "shared" / "datasets" / "cifar10-jpeg" / "train"
 
 
 def synchronize(device: torch.device) -> None:
@@ -222,10 +217,7 @@ def main() -> None:
     device = resolve_device(args.device, name="--device")
 
     config = load_config(args.params)
-    data = DataConfig(source=args.source, path=str(args.images) if args.source == "imagefolder" else None,
-                      shapes_train=args.n_train + args.n_valid, shapes_test=2,
-                      n_train=args.n_train, n_valid=args.n_valid, n_test=2)
-    subsets = draw_subsets(*acquire_images(data, REPO), data.n_train, data.n_valid, data.n_test, data.seed)
+    subsets = benchmark_subsets(args.source, args.images, args.n_train, args.n_valid)
     images = to_channels_first(subsets.train.images)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__} on {where}; {len(images)} train images "

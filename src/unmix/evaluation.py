@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from unmix.metrics import assignment_swapped, pair_metrics, seed_l1, to_pixel_range
+from unmix.metrics import assignment_swapped, best_seed_l1, pair_metrics, seed_l1, to_pixel_range
 from unmix.mixing import MIXES, trivial_separation
 from unmix.training import normalise, separate, to_uint8_images
 
@@ -33,9 +33,8 @@ def score_outputs(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor) -> dict[st
     symmetric mix, where no network can know which image is "a".
     """
     pixel = [to_pixel_range(x) for x in (out_1, out_2, a, b)]
-    direct = seed_l1(out_1, out_2, a, b)
     swapped = assignment_swapped(*pixel)
-    scores = {"seed_l1": direct, "best/seed_l1": torch.where(swapped, seed_l1(out_2, out_1, a, b), direct)}
+    scores = {"seed_l1": seed_l1(out_1, out_2, a, b), "best/seed_l1": best_seed_l1(out_1, out_2, a, b, swapped)}
     for assignment, values in pair_metrics(*pixel).items():
         for name, per_pair in values.items():
             scores[f"{assignment}/{name}"] = per_pair

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -44,6 +44,37 @@ def set_model_config(set_config: SetConfig) -> dict:
     return model_config(set_config.arch, set_config.width, set_config.depth, set_config.consistency, set_config.mix)
 
 
+def fit_set(
+    set_config: SetConfig,
+    subsets: Subsets,
+    device: torch.device,
+    on_epoch_end: Callable[[EpochResult, nn.Module], None] | None = None,
+) -> tuple[nn.Module, list[EpochResult]]:
+    """Build one set's model from its seed and train it on `device`; nothing logged."""
+    torch.manual_seed(set_config.seed)  # weight init
+    model = build_model(**set_model_config(set_config))
+    history = train_separator(
+        model,
+        channels_first_view(subsets.train.images),  # 50,000 images: no second copy
+        to_channels_first(subsets.valid.a),
+        to_channels_first(subsets.valid.b),
+        mix=set_config.mix,
+        loss=set_config.loss,
+        epochs=set_config.epochs,
+        batch_size=set_config.batch_size,
+        lr=set_config.lr,
+        seed=set_config.seed,
+        validate_every=set_config.validate_every,
+        schedule=set_config.schedule,
+        flip=set_config.flip,
+        fresh_pairs=set_config.fresh_pairs,
+        on_epoch_end=on_epoch_end,
+        device=device,
+        compile_model=set_config.compile,
+    )
+    return model, history
+
+
 def train_set(
     set_config: SetConfig, subsets: Subsets, tracker: Any, device: torch.device | None = None
 ) -> tuple[nn.Module, list[EpochResult]]:
@@ -64,27 +95,7 @@ def train_set(
         if (every and result.epoch % every == 0) or result.epoch == set_config.epochs:
             tracker.log_image(pair_mosaic(model, shown, set_config.mix), key="reconstructions/valid", step=result.epoch)
 
-    torch.manual_seed(set_config.seed)  # weight init
-    model = build_model(**set_model_config(set_config))
-    history = train_separator(
-        model,
-        channels_first_view(subsets.train.images),  # 50,000 images: no second copy
-        to_channels_first(subsets.valid.a),
-        to_channels_first(subsets.valid.b),
-        mix=set_config.mix,
-        loss=set_config.loss,
-        epochs=set_config.epochs,
-        batch_size=set_config.batch_size,
-        lr=set_config.lr,
-        seed=set_config.seed,
-        validate_every=set_config.validate_every,
-        schedule=set_config.schedule,
-        flip=set_config.flip,
-        fresh_pairs=set_config.fresh_pairs,
-        on_epoch_end=report,
-        device=device,
-        compile_model=set_config.compile,
-    )
+    model, history = fit_set(set_config, subsets, device, on_epoch_end=report)
     model.to("cpu", memory_format=torch.contiguous_format)
     tracker.log_model(model)
     return model, history

@@ -94,6 +94,11 @@ def seed_l1(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return per_pair_l1(out_1, a) + per_pair_l1(out_2, b)
 
 
+def best_seed_l1(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor, swapped: Tensor) -> Tensor:
+    """Per pair, the seed's L1 ([-1, 1] tensors) under the assignment `swapped` chose."""
+    return torch.where(swapped, seed_l1(out_2, out_1, a, b), seed_l1(out_1, out_2, a, b))
+
+
 def best_psnr_and_seed_l1(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Per pair, from [-1, 1] tensors: PSNR (dB, [0, 1] pixels) and seed L1, best assignment.
 
@@ -104,8 +109,7 @@ def best_psnr_and_seed_l1(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor) ->
     first = torch.where(swapped[:, None, None, None], pixels[3], pixels[2])
     second = torch.where(swapped[:, None, None, None], pixels[2], pixels[3])
     psnr = (psnr_from_mse(per_image_mse(pixels[0], first)) + psnr_from_mse(per_image_mse(pixels[1], second))) / 2
-    l1 = torch.where(swapped, seed_l1(out_2, out_1, a, b), seed_l1(out_1, out_2, a, b))
-    return psnr, l1
+    return psnr, best_seed_l1(out_1, out_2, a, b, swapped)
 
 
 def _scores(output: Tensor, target: Tensor) -> dict[str, Tensor]:
