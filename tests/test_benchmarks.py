@@ -33,3 +33,12 @@ def test_train_speed_loops_agree_and_ratio_is_printed():
     assert re.search(r"loop speed ratio seed/unmix: min \d+\.\d+, median \d+\.\d+, max \d+\.\d+", out)
     losses = re.search(r"final losses: seed loop train (\S+) / valid (\S+); unmix loop train (\S+) / valid (\S+)", out)
     assert losses and losses.group(1) == losses.group(3) and losses.group(2) == losses.group(4)
+
+
+def test_separation_variants_scores_each_variant_and_names_the_best():
+    out = run_benchmark("separation_variants.py", "--source", "shapes", "--n-train", "48", "--n-valid", "16",
+                        "--minutes", "0.005", "--variants", "unet_l1", "shuffle_w64_l1")
+    scores = dict(re.findall(r"^(\w+): Variant\(.*PSNR (\d+\.\d+) dB", out, flags=re.M))
+    assert set(scores) == {"unet_l1", "shuffle_w64_l1"}
+    best = re.search(r"^best variant: (\w+) at (\d+\.\d+) dB; spread of all (\d+\.\d+) dB$", out.splitlines()[-1])
+    assert best and scores[best.group(1)] == best.group(2) == max(scores.values(), key=float)
