@@ -20,6 +20,7 @@ import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from common import DEFAULT_IMAGES, benchmark_subsets  # also puts src/ on the path
 
@@ -29,7 +30,7 @@ from torch import nn  # noqa: E402
 
 from unmix.losses import permutation_invariant_l1  # noqa: E402
 from unmix.metrics import best_psnr_and_seed_l1, per_image_mse  # noqa: E402
-from unmix.mixing import mean  # noqa: E402
+from unmix.mixing import mean, trivial_separation  # noqa: E402
 from unmix.models import ConsistentSeparator, UNetSeparator, _conv_bn_relu, _conv_block  # noqa: E402
 from unmix.training import channels_first_view, normalise, random_flips, separate, to_channels_first  # noqa: E402
 
@@ -61,20 +62,17 @@ class PixelShuffleUNet(nn.Module):
         return out[:, :3], out[:, 3:]
 
 
-def permutation_invariant_mse(out_1, out_2, a, b) -> torch.Tensor:
-    """Per pair, the cheaper assignment's summed MSE, averaged over pairs."""
-    direct = per_image_mse(out_1, a) + per_image_mse(out_2, b)
-    swapped = per_image_mse(out_1, b) + per_image_mse(out_2, a)
-    return torch.minimum(direct, swapped).mean()
+def cheaper_assignment(per_image: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """A loss: per pair, the sum of `per_image` under the cheaper output-to-image assignment, averaged."""
+    def loss(out_1, out_2, a, b):
+        direct = per_image(out_1, a) + per_image(out_2, b)
+        return torch.minimum(direct, per_image(out_1, b) + per_image(out_2, a)).mean()
+    return loss
 
 
-def permutation_invariant_log_mse(out_1, out_2, a, b) -> torch.Tensor:
-    """Minus the mean per-image PSNR up to a constant: the cheaper assignment's 5 * sum of log10 MSE."""
-    def log_mse(x, y):
-        return torch.log10(per_image_mse(x, y) + 1e-4)
-    direct = log_mse(out_1, a) + log_mse(out_2, b)
-    swapped = log_mse(out_1, b) + log_mse(out_2, a)
-    return 5 * torch.minimum(direct, swapped).mean()
+def five_log10_mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Minus an image's PSNR up to a constant; summed over both images by `cheaper_assignment`."""
+    return 5 * torch.log10(per_image_mse(output, target) + 1e-4)
 
 
 @dataclass(frozen=True)
@@ -90,7 +88,8 @@ class Variant:
         return ConsistentSeparator(separator, "mean")
 
 
-LOSSES = {"l1": permutation_invariant_l1, "mse": permutation_invariant_mse, "logmse": permutation_invariant_log_mse}
+LOSSES = {"l1": permutation_invariant_l1, "mse": cheaper_assignment(per_image_mse),
+          "logmse": cheaper_assignment(five_log10_mse)}
 VARIANTS = {
     "unet_l1": Variant("unet", 32, 3, "l1", 2e-3),  # the `best` set
     "unet_mse": Variant("unet", 32, 3, "mse", 2e-3),
@@ -148,7 +147,8 @@ def main() -> None:
     subsets = benchmark_subsets(args.source, args.images, args.n_train, args.n_valid)
     train = channels_first_view(subsets.train.images)
     valid_a, valid_b = normalise(to_channels_first(subsets.valid.a)), normalise(to_channels_first(subsets.valid.b))
-    baseline, _ = best_psnr_and_seed_l1(mean(valid_a, valid_b), mean(valid_a, valid_b), valid_a, valid_b)
+    valid_mixture = mean(valid_a, valid_b)
+    baseline, _ = best_psnr_and_seed_l1(*trivial_separation(valid_mixture, "mean"), valid_a, valid_b)
     print(f"data: {args.source}, {len(train)} train images, {len(valid_a)} validation pairs; "
           f"{args.minutes:g} minutes per variant; trivial baseline PSNR {float(baseline.mean()):.2f} dB", flush=True)
     scores = {}
@@ -156,7 +156,7 @@ def main() -> None:
         started = time.perf_counter()
         model, steps = train_for(VARIANTS[name], train, args.minutes * 60, args.batch_size, seed=0)
         minutes = (time.perf_counter() - started) / 60
-        psnr, seed_l1 = best_psnr_and_seed_l1(*separate(model, mean(valid_a, valid_b)), valid_a, valid_b)
+        psnr, seed_l1 = best_psnr_and_seed_l1(*separate(model, valid_mixture), valid_a, valid_b)
         scores[name] = float(psnr.mean())
         print(f"{name}: {VARIANTS[name]}, {steps} steps, {minutes:.1f} min with warm-up: "
               f"PSNR {scores[name]:.2f} dB, seed L1 {float(seed_l1.mean()):.4f}", flush=True)
