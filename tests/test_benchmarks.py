@@ -42,3 +42,39 @@ def test_separation_variants_scores_each_variant_and_names_the_best():
     assert set(scores) == {"unet_l1", "shuffle_w64_l1"}
     best = re.search(r"^best variant: (\w+) at (\d+\.\d+) dB; spread of all (\d+\.\d+) dB$", out.splitlines()[-1])
     assert best and scores[best.group(1)] == best.group(2) == max(scores.values(), key=float)
+
+
+def test_gpu_train_packs_trains_and_joins_a_loadable_checkpoint(tmp_path: Path):
+    """The GPU script's three steps at tiny size on the CPU: the check made before its GPU run."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    np.savez(subset / "train.npz", images=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8))
+    np.savez(subset / "valid.npz", a=rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
+             b=rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8))
+    out = run_benchmark("gpu_train.py", "pack", "--subset", str(subset), "--out", str(tmp_path / "packed"),
+                        "--n-train", "24")
+    assert "pack: 24 training images, 4 validation pairs" in out
+    with np.load(tmp_path / "packed" / "gpu_data.npz") as packed:
+        assert packed["train"].shape == (24, 32, 32, 3)
+
+    out = run_benchmark("gpu_train.py", "train", "--data", str(tmp_path / "packed"), "--out", str(tmp_path / "back"),
+                        "--minutes", "0.002", "--width", "4", "--depth", "2", "--batch-size", "8",
+                        "--no-compile", "--warmup-steps", "1", "--timing-steps", "1")
+    assert re.search(r"trained \d+ steps in .* training images/s .* of the best bf16 matmul measured here", out)
+    assert re.search(r"^gpu_ema: valid/l1 \d\.\d+, valid/psnr \d+\.\d+ dB$", out, flags=re.M)
+
+    out = run_benchmark("gpu_train.py", "join", "--parts", str(tmp_path / "back"), "--name", "gpu_ema",
+                        "--out", str(tmp_path / "gpu.pt"))
+    checkpoint = torch.load(tmp_path / "gpu.pt", weights_only=True)
+    assert checkpoint["model_config"] == {"arch": "unet", "width": 4, "depth": 2, "consistency": True, "mix": "mean"}
+
+    sys.path.insert(0, str(REPO / "src"))
+    from unmix.models import load_checkpoint
+
+    model, _ = load_checkpoint(tmp_path / "gpu.pt")
+    out_1, out_2 = model(torch.zeros(1, 3, 32, 32))
+    assert out_1.shape == out_2.shape == (1, 3, 32, 32)
