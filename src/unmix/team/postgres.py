@@ -38,7 +38,7 @@ class PostgresError(UnmixError):
     """PostgreSQL's server programs are missing or a cluster operation failed."""
 
 
-def find_server_programs(environ: Mapping[str, str] | None = None) -> Path:
+def find_server_programs(environ: Mapping[str, str] | None = None, debian_glob: str = DEBIAN_BIN_GLOB) -> Path:
     """The folder holding initdb, pg_ctl and psql: $PG_BIN, else initdb's on PATH, else Debian's newest."""
     environ = os.environ if environ is None else environ
     candidates: list[Path] = []
@@ -47,13 +47,13 @@ def find_server_programs(environ: Mapping[str, str] | None = None) -> Path:
     on_path = shutil.which("initdb", path=environ.get("PATH"))
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
-    candidates += sorted(Path("/").glob(DEBIAN_BIN_GLOB.lstrip("/")), key=_major_version, reverse=True)
+    candidates += sorted(Path("/").glob(debian_glob.lstrip("/")), key=_major_version, reverse=True)
     for folder in candidates:
         if all((folder / program).is_file() for program in PROGRAMS):
             return folder
     raise PostgresError(
         "PostgreSQL server programs (initdb, pg_ctl, psql) not found on PATH, in $PG_BIN or in "
-        f"{DEBIAN_BIN_GLOB}: install them (Debian: apt-get install postgresql) or point "
+        f"{debian_glob}: install them (Debian: apt-get install postgresql) or point "
         "--backend-store-uri at an existing PostgreSQL")
 
 
@@ -176,8 +176,9 @@ def create_cluster(root: Path, *, port: int | None = None, database: str = "mlfl
     root.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(root=root, port=port or free_port(), database=database, role=role, bin=bin)
     password = secrets.token_hex(16)
-    cluster.pgpass.write_text(f"127.0.0.1:{cluster.port}:{database}:{role}:{password}\n"
-                              f"localhost:{cluster.port}:{database}:{role}:{password}\n")
+    # Any database of this cluster: the role owns the one made here and may be given more.
+    cluster.pgpass.write_text(f"127.0.0.1:{cluster.port}:*:{role}:{password}\n"
+                              f"localhost:{cluster.port}:*:{role}:{password}\n")
     cluster.pgpass.chmod(0o600)  # libpq ignores a password file others can read
     if prefix:
         shutil.chown(root, user=SERVER_USER)  # the pgpass file stays the caller's
