@@ -153,6 +153,7 @@ class Cluster:
 
 def load_cluster(root: Path, bin: Path | None = None) -> Cluster | None:
     """The cluster made earlier in `root`, or None when there is none."""
+    root = root.resolve()  # its programs run with the cluster folder as working directory
     state = root / "cluster.json"
     if not state.is_file():
         return None
