@@ -15,9 +15,10 @@ from unmix.team import postgres, server
 EPOCHS = list(range(1, TINY_SET["epochs"] + 1))
 
 
-def test_redact_hides_the_password_only() -> None:
-    assert server.redact("postgresql://ann:s3cret@db.lan:5432/mlflow") == "postgresql://ann:***@db.lan:5432/mlflow"
-    assert server.redact("postgresql://ann@127.0.0.1:5433/mlflow") == "postgresql://ann@127.0.0.1:5433/mlflow"
+def test_a_password_leaves_the_uri_for_pgpassword_decoded() -> None:
+    assert server.without_password("postgresql://ann:s%40cret@db.lan:5432/mlflow") == (
+        "postgresql://ann@db.lan:5432/mlflow", "s@cret")
+    assert server.without_password("postgresql://ann@127.0.0.1/mlflow") == ("postgresql://ann@127.0.0.1/mlflow", None)
 
 
 def test_clients_reach_a_wildcard_bind_on_loopback() -> None:

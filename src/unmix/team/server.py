@@ -33,13 +33,13 @@ STOP_TIMEOUT_S = 30.0
 READY_LINE = "MLflow server ready:"  # the tests wait for this line
 
 
-def redact(uri: str) -> str:
-    """The URI with its password, if any, replaced by ***: fit to print."""
+def without_password(uri: str) -> tuple[str, str | None]:
+    """(the URI minus its password, the password, decoded): libpq reads it from PGPASSWORD instead."""
     parts = urllib.parse.urlsplit(uri)
     if parts.password is None:
-        return uri
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        return uri, None
+    netloc = f"{parts.username}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), urllib.parse.unquote(parts.password)
 
 
 def client_url(host: str, port: int) -> str:
@@ -68,19 +68,22 @@ def mlflow_program() -> str:
 
 
 def upgrade_schema_if_needed(backend_uri: str, env: Mapping[str, str]) -> str:
-    """Create or upgrade the MLflow schema when it is not at this MLflow's head; say what was done."""
+    """Create or upgrade the MLflow schema when it is not at this MLflow's head; say what was done.
+
+    `backend_uri` holds no password (libpq finds it in PGPASSWORD or PGPASSFILE of `env`).
+    """
     current, head = schema_revisions(backend_uri)
     if current == head:
         return f"schema at {head}"
     if current is not None:
-        print(f"upgrading the MLflow schema of {redact(backend_uri)} from {current} to {head} "
+        print(f"upgrading the MLflow schema of {backend_uri} from {current} to {head} "
               "(migrations are not always transactional: back up a database you care about first)", flush=True)
     # `mlflow db upgrade` creates the tables in an empty database and migrates an old one.
     result = subprocess.run([mlflow_program(), "db", "upgrade", backend_uri], env=dict(env),
                             capture_output=True, text=True)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
-        raise UnmixError(f"mlflow db upgrade {redact(backend_uri)} failed: {last}")
+        raise UnmixError(f"mlflow db upgrade {backend_uri} failed: {last}")
     return f"schema created at {head}" if current is None else f"schema upgraded {current} -> {head}"
 
 
@@ -141,7 +144,10 @@ def serve(args: argparse.Namespace) -> int:
         artifacts = str(Path(artifacts).resolve())
     try:
         if args.backend_store_uri:
-            backend_uri = args.backend_store_uri
+            # The password travels in PGPASSWORD: `mlflow db upgrade URI` would show it to `ps`.
+            backend_uri, password = without_password(args.backend_store_uri)
+            if password is not None:
+                env["PGPASSWORD"] = os.environ["PGPASSWORD"] = password
         else:
             root = Path(args.cluster).resolve()
             cluster = postgres.load_cluster(root)
@@ -164,7 +170,7 @@ def serve(args: argparse.Namespace) -> int:
         server = subprocess.Popen(command, env=env, start_new_session=True)
         url = client_url(args.host, args.port)
         wait_until_serving(url, server, args.ready_timeout)
-        print(f"{READY_LINE} {url} (backend {redact(backend_uri)}, {schema}; artifacts {artifacts})\n"
+        print(f"{READY_LINE} {url} (backend {backend_uri}, {schema}; artifacts {artifacts})\n"
               f"clients: export MLFLOW_TRACKING_URI={url}", flush=True)
         return server.wait()
     except _Stop:
