@@ -162,3 +162,9 @@ def assert_run_complete(client, run, team_server: TeamServer) -> None:
     model = mlflow.pytorch.load_model(models[0].model_uri)  # downloaded through the server
     outputs = model(torch.zeros(1, 3, 32, 32))
     assert [tuple(o.shape) for o in outputs] == [(1, 3, 32, 32)] * 2
+
+
+def test_an_unreachable_database_is_one_line() -> None:
+    uri = f"postgresql://mlflow@127.0.0.1:{postgres.free_port()}/mlflow"  # nobody listens there
+    with pytest.raises(server.UnmixError, match=rf"cannot read the database {uri}: connection failed"):
+        server.upgrade_schema_if_needed(uri, {})

@@ -56,6 +56,9 @@ def schema_revisions(backend_uri: str) -> tuple[str | None, str]:
     engine = sqlalchemy.create_engine(backend_uri)
     try:
         current = None if utils._is_empty_database(engine) else utils._get_schema_version(engine)
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        reason = " ".join(str(error.orig or error).split()).split(" (Background on this error")[0]
+        raise UnmixError(f"cannot read the database {backend_uri}: {reason}") from None
     finally:
         engine.dispose()
     return current, utils._get_latest_schema_revision()
