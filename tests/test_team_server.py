@@ -109,9 +109,11 @@ def test_two_clones_log_every_run_to_the_server_at_once(tiny_project: Path, team
         write_params(clone, lambda p: p["sets"]["seed"].update(seed=seed))
         clones[seed] = clone
 
-    env = command_env({"MLFLOW_TRACKING_URI": team_server.url})
+    # The two ways to name the server: the environment variable, and tracking.uri in params.yaml.
+    envs = {1: command_env({"MLFLOW_TRACKING_URI": team_server.url}), 2: command_env()}
+    write_params(clones[2], lambda p: p["tracking"].update(uri=team_server.url))
     logs = {seed: (clone / "repro.log").open("w") for seed, clone in clones.items()}
-    repros = {seed: subprocess.Popen(["dvc", "repro"], cwd=clone, env=env, stdout=logs[seed],
+    repros = {seed: subprocess.Popen(["dvc", "repro"], cwd=clone, env=envs[seed], stdout=logs[seed],
                                      stderr=subprocess.STDOUT) for seed, clone in clones.items()}
     try:
         codes = {seed: repro.wait(timeout=900) for seed, repro in repros.items()}

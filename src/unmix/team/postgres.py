@@ -113,7 +113,7 @@ class Cluster:
         return f"postgresql://{self.role}@{host}:{self.port}/{self.database}"
 
     def client_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """An environment whose libpq clients (psycopg2, psql) find the role's password."""
+        """An environment whose libpq clients (psycopg, psql) find the role's password."""
         return {**(os.environ if base is None else base), "PGPASSFILE": str(self.pgpass)}
 
     def _program(self, name: str, *args: str) -> list[str]:
@@ -171,19 +171,21 @@ def create_cluster(root: Path, *, port: int | None = None, database: str = "mlfl
     """
     root = root.resolve()
     if root.exists() and any(root.iterdir()):
-        raise PostgresError(f"{root}: not empty; a new cluster needs an empty or absent folder")
+        raise PostgresError(f"{root}: not empty, but holds no cluster.json (an earlier creation stopped "
+                            "half-way?): remove it, or choose another folder for the new cluster")
     bin = bin or find_server_programs()
     prefix = server_user_prefix()
     root.mkdir(parents=True, exist_ok=True)
+    if prefix:
+        shutil.chown(root, user=SERVER_USER)
+        _check_reachable(root, prefix)
     cluster = Cluster(root=root, port=port or free_port(), database=database, role=role, bin=bin)
     password = secrets.token_hex(16)
     # Any database of this cluster: the role owns the one made here and may be given more.
+    # The file stays the caller's, for the caller's clients; libpq ignores one others can read.
     cluster.pgpass.write_text(f"127.0.0.1:{cluster.port}:*:{role}:{password}\n"
                               f"localhost:{cluster.port}:*:{role}:{password}\n")
-    cluster.pgpass.chmod(0o600)  # libpq ignores a password file others can read
-    if prefix:
-        shutil.chown(root, user=SERVER_USER)  # the pgpass file stays the caller's
-        _check_reachable(root, prefix)
+    cluster.pgpass.chmod(0o600)
     cluster._run(cluster._program("initdb", "-D", str(cluster.data), "-U", SUPERUSER, "--encoding=UTF8",
                                   "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256"), "initdb")
     cluster._run([*prefix, "mkdir", "-m", "700", str(cluster.socket_dir)], "mkdir socket")
