@@ -136,7 +136,7 @@ def test_two_clones_log_every_run_to_the_server_at_once(tiny_project: Path, team
 
     first, second = runs[1].info, runs[2].info
     overlap_s = (min(first.end_time, second.end_time) - max(first.start_time, second.start_time)) / 1000
-    print(f"two clones: runs {first.run_id} and {second.run_id} overlapped {overlap_s:.1f} s")
+    print(f"\ntwo clones: runs {first.run_id} and {second.run_id} overlapped {overlap_s:.1f} s", flush=True)
     assert overlap_s > 0
 
 
