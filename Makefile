@@ -1,12 +1,14 @@
-# Two entry points, each setting itself up on a fresh machine:
+# Entry points, each setting itself up on a fresh machine:
 #   make repro  — create .venv if missing, install the pinned project, run `dvc repro`
 #   make test   — the same set-up, then the test suite
+#   make server — the same set-up, then the team's MLflow tracking server on PostgreSQL
+#                 (README, "Running as a team"); Ctrl-C stops it
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test setup clean-venv
+.PHONY: repro test setup server clean-venv
 
 setup: $(STAMP)
 
@@ -21,6 +23,16 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# MLFLOW_HOST=0.0.0.0 to serve other machines; SERVER_ARGS for the rest, e.g.
+# SERVER_ARGS='--workers 2 -- --allowed-hosts mlflow.lan'. MLFLOW_BACKEND_STORE_URI (environment)
+# points it at an existing PostgreSQL instead of the cluster in .mlflow-server/postgres.
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+SERVER_ARGS ?=
+
+server: $(STAMP)
+	$(BIN)/python -m unmix.team.server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(SERVER_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

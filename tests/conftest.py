@@ -1,12 +1,17 @@
-"""Shared fixtures: a pre-made MLflow store and a tiny temporary copy of the project."""
+"""Shared fixtures: a pre-made MLflow store, a tiny temporary copy of the project, a team MLflow server."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -53,11 +58,22 @@ def mlflow_uri(tmp_path: Path, mlflow_store_template: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def run_command(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command with the venv's bin first on PATH (dvc runs each stage's `python`)."""
+def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with the venv's bin first on PATH (dvc runs each stage's `python`).
+
+    MLFLOW_TRACKING_URI and DVC_ROOT are dropped, so a command sees the project it runs in;
+    `extra` adds variables on top (a test's own tracking server, say).
+    """
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("DVC_ROOT", None)
+    return env | (extra or {})
+
+
+def run_command(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+                ) -> subprocess.CompletedProcess:
+    """Run a command in `command_env(env)`; fail with its output when it fails and `check`."""
+    env = command_env(env)
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -101,3 +117,88 @@ def tiny_project(tmp_path: Path, mlflow_store_template: Path) -> Path:
     git(project, "add", "-A")
     git(project, "commit", "-qm", "tiny project")
     return project
+
+
+@dataclass(frozen=True)
+class TeamServer:
+    """A running `python -m unmix.team.server`: MLflow on a throwaway PostgreSQL cluster."""
+
+    url: str
+    artifacts: Path
+    cluster_root: Path
+    log: Path
+
+
+def require_postgres() -> None:
+    """Skip without PostgreSQL's server programs; in CI (CI=true), fail instead: CI must have them."""
+    from unmix.team import postgres
+
+    try:
+        postgres.find_server_programs()
+        postgres.server_user_prefix()
+    except postgres.PostgresError as error:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI needs PostgreSQL (.ci/run installs it): {error}")
+        pytest.skip(f"no PostgreSQL here: {error}")
+
+
+SERVER_READY_TIMEOUT_S = 300  # initdb, schema, two workers importing mlflow, on a busy 2-core machine
+SERVER_STOP_TIMEOUT_S = 90
+
+
+@pytest.fixture(scope="session")
+def team_server() -> Iterator[TeamServer]:
+    """`python -m unmix.team.server` (what `make server` runs) on a new cluster and free ports.
+
+    The cluster lives under /tmp, not in pytest's 0700 folders: its server programs run as
+    the postgres user when the tests run as root. Teardown stops the launcher the way Ctrl-C
+    does and fails if it left a process (server, worker, postmaster) running.
+    """
+    import psutil
+
+    from unmix.team import postgres, server
+
+    require_postgres()
+    root = Path(tempfile.mkdtemp(prefix="unmix-team-"))
+    root.chmod(0o755)  # the postgres user must get into the cluster folder inside
+    log = root / "launcher.log"
+    port = postgres.free_port()
+    command = [sys.executable, "-m", "unmix.team.server", "--cluster", str(root / "postgres"),
+               "--artifacts-destination", str(root / "artifacts"), "--port", str(port), "--workers", "2"]
+    with log.open("w") as out:
+        launcher = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env=command_env())
+    descendants: list = []
+    try:
+        deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
+        while server.READY_LINE not in log.read_text():
+            if launcher.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the MLflow server launcher did not get ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        descendants = psutil.Process(launcher.pid).children(recursive=True)
+        yield TeamServer(url=server.client_url("127.0.0.1", port), artifacts=root / "artifacts",
+                         cluster_root=root / "postgres", log=log)
+    finally:
+        _stop_launcher(launcher)
+        left = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        for process in left:
+            process.kill()
+        cluster = postgres.load_cluster(root / "postgres")
+        cluster_running = cluster is not None and cluster.is_running()
+        if cluster_running:
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        assert not left and not cluster_running, (
+            f"left running after the launcher stopped: {[p.pid for p in left]}, cluster: {cluster_running}")
+
+
+def _stop_launcher(launcher: subprocess.Popen) -> None:
+    """SIGTERM, as `kill` or a CI runner does; SIGKILL the group if it has not stopped in time."""
+    if launcher.poll() is not None:
+        return
+    os.killpg(launcher.pid, signal.SIGTERM)
+    try:
+        launcher.wait(timeout=SERVER_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait()

@@ -1,0 +1,1 @@
+"""Team mode: a local PostgreSQL cluster, the MLflow tracking server on it, sweeps on many machines."""
