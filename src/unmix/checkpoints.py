@@ -17,9 +17,10 @@ import json
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from unmix.atomic import atomic_path
 from unmix.config import SetConfig
@@ -59,13 +60,28 @@ def has_checkpoints(folder: Path, set_name: str) -> bool:
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while a checkpoint is written; they arrive right after."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """Hold SIGINT and SIGTERM back while a checkpoint is written; they take effect right after.
+
+    Python-level handlers, not a signal mask: torch's worker threads would still take a
+    masked signal for the process. Off the main thread (no handlers there) nothing is held.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[tuple[int, Any]] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, lambda *received: arrived.append(received)) for number in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number, frame in arrived[:1]:
+            handler = previous[number]
+            if callable(handler):
+                handler(number, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(number)
 
 
 def save_resume_checkpoint(path: Path, state: dict, digest: str, run_id: str | None) -> int:
