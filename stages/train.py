@@ -73,7 +73,7 @@ def main(args: argparse.Namespace) -> None:
     last = history[-1]
     print(f"{name}: {set_config.epochs} epochs, {trained - started:.1f} s from start "
           f"(+{time.perf_counter() - trained:.1f} s waiting on MLflow), train/l1 {last.train_l1:.4f}, "
-          f"valid/l1 {last.valid_l1:.4f}, run {run_id}")
+          f"valid/l1 {last.valid_l1:.4f}, run {run_id}; {checkpoint.cost()}")
 
 
 if __name__ == "__main__":

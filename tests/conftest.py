@@ -79,7 +79,11 @@ def write_params(project: Path, edit) -> None:
 @pytest.fixture
 def tiny_project(tmp_path: Path, mlflow_store_template: Path) -> Path:
     """A git + DVC copy of the project with tiny data and epochs, and a pre-made mlflow.db."""
-    project = tmp_path / "project"
+    return make_tiny_project(tmp_path / "project", mlflow_store_template)
+
+
+def make_tiny_project(project: Path, mlflow_store_template: Path) -> Path:
+    """What `tiny_project` makes, at `project` (for fixtures of a wider scope)."""
     for name in PROJECT_FILES:
         source, target = REPO / name, project / name
         target.parent.mkdir(parents=True, exist_ok=True)

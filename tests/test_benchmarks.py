@@ -42,3 +42,20 @@ def test_separation_variants_scores_each_variant_and_names_the_best():
     assert set(scores) == {"unet_l1", "shuffle_w64_l1"}
     best = re.search(r"^best variant: (\w+) at (\d+\.\d+) dB; spread of all (\d+\.\d+) dB$", out.splitlines()[-1])
     assert best and scores[best.group(1)] == best.group(2) == max(scores.values(), key=float)
+
+
+def test_checkpoint_cost_prints_size_share_and_ratio(tmp_path):
+    import yaml
+
+    from conftest import TINY_DATA
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(TINY_DATA)
+    params["sets"]["seed"].update(epochs=2, batch_size=16)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = run_benchmark("checkpoint_cost.py", "--set", "seed", "--params", str(tmp_path / "params.yaml"),
+                        "--pairs", "1")
+    assert re.search(r"^set seed: 2 checkpoints per training, \d+\.\d MiB each", out, flags=re.M)
+    assert re.search(r"^writing them inside the stage: median \d+\.\d\d s, \d+\.\d\d% of the median", out, flags=re.M)
+    assert re.search(r"^train stage on/off ratio over 1 alternated pairs: median \d+\.\d{3}", out, flags=re.M)
+    assert re.search(r"^checkpoint cost: [+-]\d+\.\d% of the train stage$", out.splitlines()[-1])

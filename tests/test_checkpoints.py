@@ -39,7 +39,7 @@ def test_digest_changes_with_everything_the_numbers_depend_on():
     assert base == digest() and len(base) == 64
     variants = [digest(set_config=SetConfig(epochs=11)), digest(set_config=SetConfig(lr=1e-3)),
                 digest(data_digest="d2"), digest(model_config=MODEL | {"width": 16}),
-                digest(torch_version="2.15.0"), digest(threads=1)]
+                digest(torch_version="2.15.0"), digest(threads=1), digest(device="cuda")]
     assert len({base, *variants}) == 1 + len(variants)
 
 

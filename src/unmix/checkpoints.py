@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,14 +37,14 @@ def checkpoint_folder(root: Path) -> Path:
 
 
 def resume_digest(set_config: SetConfig, data_digest: str, model_config: dict, torch_version: str,
-                  threads: int) -> str:
+                  threads: int, device: str = "cpu") -> str:
     """SHA-256 of what a training's numbers depend on: the set, the data, the model, torch.
 
-    Torch's thread count is part of it because it changes how reductions round: a run
-    resumed on another count would not give the same bytes.
+    Torch's thread count and the device `auto` resolved to are part of it because they
+    change how sums round: a run resumed on another would not give the same bytes.
     """
     key = {"format": FORMAT, "set": dataclasses.asdict(set_config), "data_digest": data_digest,
-           "model_config": model_config, "torch": torch_version, "threads": threads}
+           "model_config": model_config, "torch": torch_version, "threads": threads, "device": device}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -161,16 +162,23 @@ class ResumeCheckpoint:
     def __init__(self, folder: Path, set_name: str, set_config: SetConfig, data_digest: str) -> None:
         self.folder, self.set_name, self.set_config, self.data_digest = Path(folder), set_name, set_config, data_digest
         self.saved_epoch = 0  # the last finished epoch on disk
+        self.written, self.size, self.seconds = 0, 0, 0.0  # what checkpointing cost this process
 
     @functools.cached_property
     def digest(self) -> str:
         import torch
 
+        from unmix.devices import resolve_device
+        from unmix.errors import ConfigError
         from unmix.models import model_config
 
         c = self.set_config
+        try:
+            device = resolve_device(c.device).type
+        except ConfigError:  # cuda without a GPU: the stage says so before any training
+            device = c.device
         return resume_digest(c, self.data_digest, model_config(c.arch, c.width, c.depth, c.consistency, c.mix),
-                             torch.__version__, torch.get_num_threads())
+                             torch.__version__, torch.get_num_threads(), device)
 
     @property
     def path(self) -> Path:
@@ -186,11 +194,18 @@ class ResumeCheckpoint:
         return state
 
     def save(self, state: dict, run_id: str | None) -> None:
-        save_resume_checkpoint(self.path, state, self.digest, run_id)
+        started = time.perf_counter()
+        self.size = save_resume_checkpoint(self.path, state, self.digest, run_id)
+        self.seconds += time.perf_counter() - started
+        self.written += 1
         self.saved_epoch = int(state["epoch"])
 
     def remove(self) -> None:
         remove_resume_checkpoint(self.path)
+
+    def cost(self) -> str:
+        """How many checkpoints were written, their size and the time they took, for the stage's last line."""
+        return f"{self.written} resume checkpoints of {self.size / 2**20:.1f} MiB, {self.seconds:.2f} s"
 
     def where(self, epochs: int) -> str:
         """What an interruption leaves, for the one line that says how to resume."""
