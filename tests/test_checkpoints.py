@@ -160,3 +160,17 @@ def test_model_file_bytes_do_not_depend_on_the_temporary_name(tmp_path):
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b" / "other.pt").read_bytes()
     names = zipfile.ZipFile(io.BytesIO((tmp_path / "a.pt").read_bytes())).namelist()
     assert all(name.startswith("archive/") for name in names)
+
+
+def test_checkpoint_every_lives_outside_the_sets_and_is_checked():
+    import yaml
+
+    from unmix.config import ConfigError, parse_config
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    assert parse_config(raw).resume.checkpoint_every == 1
+    assert parse_config({k: v for k, v in raw.items() if k != "resume"}).resume.checkpoint_every == 1
+    with pytest.raises(ConfigError, match=r"^params.yaml: resume.checkpoint_every: expected a value >= 0, got -1$"):
+        parse_config({**raw, "resume": {"checkpoint_every": -1}})
+    with pytest.raises(ConfigError, match=r"^params.yaml: resume.every: unknown key"):
+        parse_config({**raw, "resume": {"every": 2}})

@@ -25,7 +25,8 @@ METRIC_KEYS = ("train/l1", "valid/l1", "valid/psnr", "time/minutes")
 
 def repro(project: Path, target: str, kill_at: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`dvc repro target` in its own process group (a group kill must not reach pytest)."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1",
+           "PYTHONFAULTHANDLER": "1"}  # a crash of the stage shows where it happened
     for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "UNMIX_TEST_KILL_AT"):
         env.pop(name, None)
     if kill_at:
