@@ -26,7 +26,8 @@ EPOCHS = 3
 @pytest.fixture(scope="module")
 def images() -> dict[str, torch.Tensor]:
     rng = np.random.default_rng(0)
-    arrays = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((12, 32, 32, 3), (4, 32, 32, 3), (4, 32, 32, 3))]
+    shapes = ((12, 32, 32, 3), (4, 32, 32, 3), (4, 32, 32, 3))
+    arrays = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in shapes]
     return dict(zip(("train", "valid_a", "valid_b"), map(to_channels_first, arrays)))
 
 

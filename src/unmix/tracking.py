@@ -120,8 +120,10 @@ class RunTracker:
             self._opened = True
         return self._run_id
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, timestamp_ms: int | None = None) -> None:
-        """Queue metrics, stamped now unless given; the worker writes whatever has queued up in one store call.
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, timestamp_ms: int | None = None
+    ) -> None:
+        """Queue metrics, stamped now unless given; the worker writes what has queued up in one store call.
 
         The store keeps one copy of a metric logged twice with the same key, step, value and
         timestamp: a resumed training re-logs its checkpoint's epochs that way.
