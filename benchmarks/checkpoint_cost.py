@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="a data/subset folder (default: make one)")
     parser.add_argument("--pairs", type=int, default=5, help="alternated on/off pairs (>= 5 for the README figure)")
     parser.add_argument("--epochs", type=int, default=None, help="override the set's epochs (a quicker check)")
+    parser.add_argument("--no-tracking", action="store_true",
+                        help="MLflow off: on a loaded machine the niced tracking worker's start-up dominates")
     args = parser.parse_args()
     import mlflow
 
@@ -75,7 +77,8 @@ def main() -> None:
         costs = []
         for pair in range(args.pairs):
             for mode in (("on", "off") if pair % 2 == 0 else ("off", "on")):
-                params = {**base, "tracking": {**base["tracking"], "uri": f"sqlite:///{store}"},
+                tracking = {**base["tracking"], "uri": f"sqlite:///{store}", "enabled": not args.no_tracking}
+                params = {**base, "tracking": tracking,
                           "resume": {"checkpoint_every": 1 if mode == "on" else 0}}
                 seconds, last = timed_train(params, args.set_name, workdir, data)
                 times[mode].append(seconds)
