@@ -73,7 +73,7 @@ def saved_epoch(project: Path) -> int:
     return int(torch.load(path, weights_only=True)["epoch"])
 
 
-# SIGKILL at each named point, the stage alone (":stage") or its whole process group, dvc
+# SIGKILL at each named point, to the stage alone (no suffix) or its whole process group, dvc
 # and the tracking worker too (":group"). Only the first runs evaluate as well: the model's
 # bytes settle what evaluate writes, and each `dvc repro` costs tens of seconds here.
 KILLS = ["mid-epoch@2:KILL", "validation@2:KILL:group", "checkpoint-write@2:KILL", "checkpoint-write@2:KILL:group"]
