@@ -9,6 +9,7 @@ from unmix.cli import run_stage, stage_parser
 from unmix.config import load_config
 from unmix.imageset import write_npz_atomically
 from unmix.reporting import write_metrics
+from unmix.run_lookup import model_digest, run_tags_for
 from unmix.subset import load_subsets
 from unmix.tracking import open_tracker
 
@@ -23,10 +24,12 @@ def main(args: argparse.Namespace) -> None:
     config = load_config(args.params)
     set_config = config.set(args.set_name)
     device = resolve_device(set_config.device, name=f"sets.{args.set_name}.device")
-    model, meta = load_checkpoint(args.model)
+    model, _ = load_checkpoint(args.model)
+    digest = model_digest(args.model)
     subsets = load_subsets(args.data)
+    # The run that trained this very file (train tagged it with the file's digest).
     tracker = open_tracker(config.tracking.enabled, config.tracking.uri, config.tracking.experiment,
-                           run_name=args.set_name, run_id=meta.get("mlflow_run_id"))
+                           run_name=args.set_name, find_tags=run_tags_for(args.set_name, digest))
     with tracker:
         evaluation = evaluate_set(model, set_config, subsets, tracker, device)
         # Outputs first: a tracking failure reported by finish() must not lose the metrics.
@@ -34,7 +37,7 @@ def main(args: argparse.Namespace) -> None:
         write_npz_atomically(args.outputs, {
             "output_1": evaluation.output_1,
             "output_2": evaluation.output_2,
-            "mlflow_run_id": str(tracker.run_id or ""),
+            "model_digest": digest,  # render-figures finds the run by it
             **evaluation.per_pair,
         })
         write_metrics(evaluation.metrics, args.metrics)

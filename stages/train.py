@@ -1,12 +1,19 @@
-"""DVC stage `train@<set>`: train one parameter set's model, logging the run to MLflow."""
+"""DVC stage `train@<set>`: train one parameter set's model, logging the run to MLflow.
+
+A resume checkpoint is written every `resume.checkpoint_every` epochs; a training killed
+or interrupted (Ctrl-C, SIGTERM) continues from it on the next `dvc repro` / `dvc exp run`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 
+from unmix.checkpoints import ResumeCheckpoint, checkpoint_folder
 from unmix.cli import run_stage, stage_parser
 from unmix.config import load_config
 from unmix.paths import project_root
@@ -20,35 +27,53 @@ def main(args: argparse.Namespace) -> None:
     config = load_config(args.params)
     set_config = config.set(args.set_name)
     meta = load_subset_meta(args.data)
+    root = project_root(os.environ, Path.cwd())
+    name, every = f"train@{args.set_name}", config.resume.checkpoint_every
+    checkpoint = ResumeCheckpoint(checkpoint_folder(root), args.set_name, set_config, meta["digest"])
+    # Only a set with a checkpoint loads torch before its MLflow run opens (the run to reopen
+    # is in the checkpoint); otherwise the tracking worker starts up while torch loads.
+    resume = checkpoint.load() if every else None
     tracker = open_tracker(
         config.tracking.enabled,
         config.tracking.uri,
         config.tracking.experiment,
         run_name=args.set_name,
+        run_id=(resume or {}).get("mlflow_run_id") or None,
         params=run_params(set_config, config.data),
-        tags=run_tags(args.set_name, config.data, meta, project_root(os.environ, Path.cwd())),
+        tags=run_tags(args.set_name, config.data, meta, root),
         logs_model=True,
     )
-    with tracker:
-        # Imported only now: the tracking process starts up (imports, store, run) on the
-        # other core while this one loads torch.
-        from unmix.devices import resolve_device
-        from unmix.experiment import set_model_config, train_set
-        from unmix.models import save_checkpoint
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the run as Ctrl-C does
+    try:
+        with tracker:
+            from unmix.devices import resolve_device
+            from unmix.experiment import set_model_config, train_set
+            from unmix.models import save_checkpoint
+            from unmix.run_lookup import model_digest
 
-        device = resolve_device(set_config.device, name=f"sets.{args.set_name}.device")
-        model, history = train_set(set_config, load_subsets(args.data), tracker, device)
-        trained = time.perf_counter()
-        run_id = tracker.run_id
-        # Outputs first: a tracking failure reported by finish() must not lose the training.
-        save_checkpoint(model, args.model, set_model_config(set_config),
-                        {"set_name": args.set_name, "mlflow_run_id": run_id})
-        write_history(history, args.history)
-        tracker.finish()
+            device = resolve_device(set_config.device, name=f"sets.{args.set_name}.device")
+            if resume is not None:
+                print(f"resuming {name} from epoch {resume['epoch']}/{set_config.epochs} ({checkpoint.path})",
+                      flush=True)
+            model, history = train_set(
+                set_config, load_subsets(args.data), tracker, device, resume=resume, checkpoint_every=every or 1,
+                save_checkpoint=(lambda state: checkpoint.save(state, tracker.run_id)) if every else None)
+            trained = time.perf_counter()
+            run_id = tracker.run_id
+            # Outputs first: a tracking failure reported by finish() must not lose the training.
+            save_checkpoint(model, args.model, set_model_config(set_config), {"set_name": args.set_name})
+            write_history(history, args.history)
+            tracker.set_tags({"unmix.model_digest": model_digest(args.model)})  # how evaluate finds the run
+            tracker.finish()
+            checkpoint.remove()  # only now: after a failed finish() the next run resumes at the end
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; {checkpoint.where(set_config.epochs)}; run `dvc repro` (or the same "
+              "`dvc exp run`) again to resume", file=sys.stderr)
+        sys.exit(130)
     last = history[-1]
-    print(f"train@{args.set_name}: {set_config.epochs} epochs, {trained - started:.1f} s from start "
+    print(f"{name}: {set_config.epochs} epochs, {trained - started:.1f} s from start "
           f"(+{time.perf_counter() - trained:.1f} s waiting on MLflow), train/l1 {last.train_l1:.4f}, "
-          f"valid/l1 {last.valid_l1:.4f}, run {run_id}")
+          f"valid/l1 {last.valid_l1:.4f}, run {run_id}; {checkpoint.cost()}")
 
 
 if __name__ == "__main__":

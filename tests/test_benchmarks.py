@@ -78,3 +78,18 @@ def test_gpu_train_packs_trains_and_joins_a_loadable_checkpoint(tmp_path: Path):
     model, _ = load_checkpoint(tmp_path / "gpu.pt")
     out_1, out_2 = model(torch.zeros(1, 3, 32, 32))
     assert out_1.shape == out_2.shape == (1, 3, 32, 32)
+def test_checkpoint_cost_prints_size_share_and_ratio(tmp_path):
+    import yaml
+
+    from conftest import TINY_DATA
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(TINY_DATA)
+    params["sets"]["seed"].update(epochs=2, batch_size=16)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = run_benchmark("checkpoint_cost.py", "--set", "seed", "--params", str(tmp_path / "params.yaml"),
+                        "--pairs", "1")
+    assert re.search(r"^set seed: 2 checkpoints per training, \d+\.\d MiB each", out, flags=re.M)
+    assert re.search(r"^writing them inside the stage: median \d+\.\d\d s, \d+\.\d\d% of the median", out, flags=re.M)
+    assert re.search(r"^train stage on/off ratio over 1 alternated pairs: median \d+\.\d{3}", out, flags=re.M)
+    assert re.search(r"^checkpoint cost: [+-]\d+\.\d% of the train stage$", out.splitlines()[-1])

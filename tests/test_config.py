@@ -94,7 +94,7 @@ def test_unknown_top_level_key(raw):
     raw["trainig"] = {}
     message = config_error(raw)
     assert "trainig: unknown key" in message
-    assert "data, figures, sets, tracking" in message
+    assert "data, figures, resume, sets, tracking" in message
 
 
 def test_unknown_key_in_data(raw):

@@ -68,6 +68,13 @@ class FiguresConfig:
 
 
 @dataclass(frozen=True)
+class ResumeConfig:
+    """Resume checkpoints; outside `sets`, so changing them retrains nothing."""
+
+    checkpoint_every: int = field(default=1, metadata=_at_least(0))  # epochs; 0 = no checkpoints
+
+
+@dataclass(frozen=True)
 class SetConfig:
     """One named parameter set: a model, a mixing rule, a loss and a training budget."""
 
@@ -98,6 +105,7 @@ class Config:
     tracking: TrackingConfig
     figures: FiguresConfig
     sets: dict[str, SetConfig]
+    resume: ResumeConfig = ResumeConfig()
 
     def set(self, name: str) -> SetConfig:
         """The parameter set called `name`, or a one-line error listing the known ones."""
@@ -123,7 +131,7 @@ def parse_config(raw: Any, source: str = "params.yaml") -> Config:
     where = f"{source}: "
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}expected a mapping with data, tracking, figures and sets")
-    _reject_unknown(raw, {"data", "tracking", "figures", "sets"}, where, "")
+    _reject_unknown(raw, {"data", "tracking", "figures", "sets", "resume"}, where, "")
     sets_raw = raw.get("sets")
     if not isinstance(sets_raw, dict) or not sets_raw:
         raise ConfigError(f"{where}sets: expected a mapping of at least one named parameter set")
@@ -137,6 +145,7 @@ def parse_config(raw: Any, source: str = "params.yaml") -> Config:
         tracking=_build(TrackingConfig, raw.get("tracking", {}), where, "tracking"),
         figures=_build(FiguresConfig, raw.get("figures", {}), where, "figures"),
         sets=sets,
+        resume=_build(ResumeConfig, raw.get("resume", {}), where, "resume"),
     )
     _check_consistency(config, where)
     return config

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -49,8 +49,13 @@ def fit_set(
     subsets: Subsets,
     device: torch.device,
     on_epoch_end: Callable[[EpochResult, nn.Module], None] | None = None,
+    *,
+    resume: Mapping[str, Any] | None = None,
+    on_checkpoint: Callable[[dict], None] | None = None,
+    checkpoint_every: int = 1,
 ) -> tuple[nn.Module, list[EpochResult]]:
-    """Build one set's model from its seed and train it on `device`; nothing logged."""
+    """Build one set's model from its seed and train it on `device` (from `resume`, a
+    `training_state`, when given); nothing logged."""
     torch.manual_seed(set_config.seed)  # weight init
     model = build_model(**set_model_config(set_config))
     history = train_separator(
@@ -71,31 +76,72 @@ def fit_set(
         on_epoch_end=on_epoch_end,
         device=device,
         compile_model=set_config.compile,
+        resume=resume,
+        on_checkpoint=on_checkpoint,
+        checkpoint_every=checkpoint_every,
     )
     return model, history
 
 
+def epoch_metrics(result: EpochResult) -> dict[str, float]:
+    """What MLflow records of one epoch; `time/minutes` is training wall time so far."""
+    metrics = {"train/l1": result.train_l1, "time/minutes": result.seconds / 60}
+    if result.valid_l1 is not None:
+        metrics["valid/l1"] = result.valid_l1
+        metrics["valid/psnr"] = result.valid_psnr
+    return metrics
+
+
 def train_set(
-    set_config: SetConfig, subsets: Subsets, tracker: Any, device: torch.device | None = None
+    set_config: SetConfig,
+    subsets: Subsets,
+    tracker: Any,
+    device: torch.device | None = None,
+    *,
+    resume: Mapping[str, Any] | None = None,
+    save_checkpoint: Callable[[dict], None] | None = None,
+    checkpoint_every: int = 1,
 ) -> tuple[nn.Module, list[EpochResult]]:
     """Train one set's model on its device, streaming per-epoch losses and mosaics to `tracker`.
 
-    The trained model comes back on the CPU, ready to save and log.
+    With `save_checkpoint`, an epoch's metrics and images reach the tracker only once a
+    checkpoint holding that epoch is saved, so a run resumed from it never logs an epoch
+    twice; resuming re-logs the checkpoint's epochs with their first timestamps, which the
+    store keeps once, in case a killed worker never wrote them. The trained model comes
+    back on the CPU, ready to save and log.
     """
     device = device or resolve_device(set_config.device)
     shown = PairSet(subsets.valid.a[:LOGGED_PAIRS], subsets.valid.b[:LOGGED_PAIRS])
     every = set_config.log_images_every
+    held: list[tuple[int, Callable[[], None]]] = []  # (epoch, tracker call) waiting for a checkpoint
+
+    def log_epoch(result: EpochResult) -> None:
+        tracker.log_metrics(epoch_metrics(result), step=result.epoch, timestamp_ms=int(result.finished_at * 1000))
 
     def report(result: EpochResult, model: nn.Module) -> None:
-        metrics = {"train/l1": result.train_l1}
-        if result.valid_l1 is not None:
-            metrics["valid/l1"] = result.valid_l1
-            metrics["valid/psnr"] = result.valid_psnr
-        tracker.log_metrics(metrics, step=result.epoch)
+        held.append((result.epoch, lambda: log_epoch(result)))
         if (every and result.epoch % every == 0) or result.epoch == set_config.epochs:
-            tracker.log_image(pair_mosaic(model, shown, set_config.mix), key="reconstructions/valid", step=result.epoch)
+            image = pair_mosaic(model, shown, set_config.mix)  # now: the model moves on
+            held.append((result.epoch, lambda: tracker.log_image(image, key="reconstructions/valid",
+                                                                  step=result.epoch)))
+        if save_checkpoint is None:
+            release(result.epoch)
 
-    model, history = fit_set(set_config, subsets, device, on_epoch_end=report)
+    def release(up_to_epoch: int) -> None:
+        for epoch, call in [item for item in held if item[0] <= up_to_epoch]:
+            call()
+        held[:] = [item for item in held if item[0] > up_to_epoch]
+
+    def checkpoint(state: dict) -> None:
+        save_checkpoint(state)
+        release(state["epoch"])
+
+    if resume is not None:
+        for row in resume["history"]:
+            log_epoch(EpochResult(**row))
+    model, history = fit_set(set_config, subsets, device, on_epoch_end=report, resume=resume,
+                             on_checkpoint=checkpoint if save_checkpoint else None,
+                             checkpoint_every=checkpoint_every)
     model.to("cpu", memory_format=torch.contiguous_format)
     tracker.log_model(model)
     return model, history

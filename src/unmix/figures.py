@@ -76,7 +76,11 @@ def learning_overlay_figure(histories: Mapping[str, pd.DataFrame], dpi: int = 10
 
 
 def quality_vs_minutes_figure(histories: Mapping[str, pd.DataFrame], dpi: int = 100) -> Figure:
-    """Validation PSNR against training minutes, one line per set: what each budget buys."""
+    """Validation PSNR against training minutes, one line per set: what each budget buys.
+
+    Each history has `minutes` and `valid/psnr` columns: drawn from MLflow's `time/minutes`
+    for the pipeline's runs, or a recorded history.csv (reports/cifar10*/).
+    """
     if not histories:
         raise ValueError("quality_vs_minutes_figure needs at least one history")
     colours = _set_colours(list(histories))

@@ -128,11 +128,16 @@ def model_config(arch: str, width: int, depth: int, consistency: bool, mix: str)
 
 
 def save_checkpoint(model: nn.Module, path, config: dict, metadata: dict) -> None:
-    """Weights plus the `model_config` that rebuilds them and where they came from, atomically."""
+    """Weights plus the `model_config` that rebuilds them and where they came from, atomically.
+
+    The same weights and metadata give the same bytes: a DVC output must not change when
+    nothing did. Hence a file object, since torch names the archive inside after a path it is
+    given (here the temporary one), and no run id or time in `metadata`.
+    """
     from unmix.atomic import atomic_path
 
-    with atomic_path(path) as tmp:
-        torch.save({"model_config": config, "state_dict": model.state_dict(), "metadata": metadata}, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save({"model_config": config, "state_dict": model.state_dict(), "metadata": metadata}, file)
 
 
 def load_checkpoint(path) -> tuple[nn.Module, dict]:

@@ -14,20 +14,21 @@ from unmix.errors import DataError
 if TYPE_CHECKING:  # annotations only: importing training would load torch
     from unmix.training import EpochResult
 
-HISTORY_COLUMNS = ("epoch", "train/l1", "valid/l1", "valid/psnr", "minutes")
+HISTORY_COLUMNS = ("epoch", "train/l1", "valid/l1", "valid/psnr")
 
 
 def history_csv(history: Sequence[EpochResult]) -> str:
     """CSV text, one row per epoch; valid columns are empty on epochs without validation.
 
-    `minutes` is training wall time so far: quality against time, to pick a budget.
+    No wall time: a DVC output must stay the same bytes when the numbers do (a rerun, a
+    resumed run). Training minutes go to MLflow as `time/minutes`.
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HISTORY_COLUMNS)
     for row in history:
         valid = ["", ""] if row.valid_l1 is None else [f"{row.valid_l1:.6f}", f"{row.valid_psnr:.4f}"]
-        writer.writerow([row.epoch, f"{row.train_l1:.6f}", *valid, f"{row.seconds / 60:.4f}"])
+        writer.writerow([row.epoch, f"{row.train_l1:.6f}", *valid])
     return out.getvalue()
 
 

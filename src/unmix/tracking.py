@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import fcntl
 import logging
 import multiprocessing
 import os
 import queue
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -94,6 +96,7 @@ class RunTracker:
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
         logs_model: bool = False,
+        find_tags: Mapping[str, str] | None = None,
     ) -> None:
         context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
         self._uri = uri
@@ -101,7 +104,7 @@ class RunTracker:
         self._replies = context.Queue()
         opening = {"uri": uri, "experiment": experiment, "run_name": run_name, "run_id": run_id,
                    "params": {k: str(v) for k, v in (params or {}).items()}, "tags": dict(tags or {}),
-                   "logs_model": logs_model}
+                   "logs_model": logs_model, "find_tags": dict(find_tags or {})}
         self._worker = context.Process(target=_serve, args=(opening, self._calls, self._replies),
                                        name="mlflow-tracker", daemon=True)
         self._worker.start()
@@ -117,9 +120,20 @@ class RunTracker:
             self._opened = True
         return self._run_id
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Queue metrics, stamped now; the worker writes whatever has queued up in one store call."""
-        self._put(("metrics", {k: float(v) for k, v in metrics.items()}, step, int(time.time() * 1000)))
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, timestamp_ms: int | None = None
+    ) -> None:
+        """Queue metrics, stamped now unless given; the worker writes what has queued up in one store call.
+
+        The store keeps one copy of a metric logged twice with the same key, step, value and
+        timestamp: a resumed training re-logs its checkpoint's epochs that way.
+        """
+        stamp = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
+        self._put(("metrics", {k: float(v) for k, v in metrics.items()}, step, stamp))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Queue tags to set on the run."""
+        self._put(("tags", dict(tags)))
 
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         """Queue a uint8 (H, W, 3) image under `key` at `step` (MLflow's image history)."""
@@ -179,8 +193,10 @@ class RunTracker:
 
 def _serve(opening: dict, calls: Any, replies: Any) -> None:
     """The worker process: open the run, then apply queued calls until told to finish."""
-    # Ctrl-C goes to the whole process group: the parent decides the run's status.
+    # Ctrl-C, or a SIGTERM sent to the whole process group: the parent decides the run's
+    # status (KILLED, after its last checkpoint); a parent that dies ends this worker anyway.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # The queue brought the caller's write end along; closed here, a caller that dies in
     # the middle of a message leaves an end of file, not a read that waits forever.
     calls._writer.close()
@@ -286,7 +302,9 @@ def _log_metric_calls(mlflow: Any, run_id: str, metric_calls: list[tuple]) -> No
 
 def _apply(mlflow: Any, call: tuple) -> None:
     kind, *args = call
-    if kind == "image":
+    if kind == "tags":
+        mlflow.set_tags(args[0])
+    elif kind == "image":
         image, key, step = args
         mlflow.log_image(image, key=key, step=step, synchronous=True)
     elif kind == "artifact":
@@ -311,6 +329,9 @@ def _open_run(mlflow: Any, opening: dict) -> str:
     tags = dict(opening["tags"])
     experiment_id = _experiment_id(mlflow, opening["experiment"], artifact_location(opening["uri"]))
     run_id = opening["run_id"]
+    if run_id is None and opening.get("find_tags"):
+        run_id = _latest_run_with_tags(mlflow, experiment_id, opening["find_tags"])
+        tags |= opening["find_tags"]  # a fresh run is found the same way next time
     if run_id is not None:
         try:
             mlflow.get_run(run_id)
@@ -320,9 +341,11 @@ def _open_run(mlflow: Any, opening: dict) -> str:
             tags["unmix.resumed_from_missing_run"] = run_id
             run_id = None
     if run_id is not None:
+        _hold_run_lock(run_id)  # before reopening: a killed stage's worker may still be writing
         run = mlflow.start_run(run_id=run_id)
     else:
         run = mlflow.start_run(experiment_id=experiment_id, run_name=opening["run_name"])
+        _hold_run_lock(run.info.run_id)
     try:
         if tags:
             mlflow.set_tags(tags)
@@ -332,6 +355,47 @@ def _open_run(mlflow: Any, opening: dict) -> str:
         mlflow.end_run(status="FAILED")  # never leave a half-opened run RUNNING
         raise
     return run.info.run_id
+
+
+# --- One writer per run -------------------------------------------------------------
+# A worker holds an OS lock named by its run id from opening the run until it exits; the
+# lock dies with its process. A resumed training's worker takes it before reopening the run,
+# so the worker of a killed stage, still draining its queue and then ending the run, can
+# never write into the run after the resume reopened it.
+RUN_LOCK_WAIT_S = 600.0
+_held_run_locks: list[int] = []  # descriptors kept open for this process's life
+
+
+def run_lock_path(run_id: str) -> Path:
+    """The lock file of one run: on this machine, shared by every checkout and temp copy."""
+    return Path(tempfile.gettempdir()) / "unmix-run-locks" / f"{run_id}.lock"
+
+
+def _hold_run_lock(run_id: str, wait_s: float = RUN_LOCK_WAIT_S) -> None:
+    path = run_lock_path(run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(descriptor)
+                raise TrackingError(f"run {run_id} is still held by another process after {wait_s:.0f} s "
+                                    f"(lock {path})") from None
+            time.sleep(0.2)
+    _held_run_locks.append(descriptor)
+
+
+def _latest_run_with_tags(mlflow: Any, experiment_id: str, tags: Mapping[str, str]) -> str | None:
+    """The newest run of the experiment carrying all these tags (a rerun makes a newer one)."""
+    condition = " and ".join(f"tags.`{key}` = '{value}'" for key, value in sorted(tags.items()))
+    runs = mlflow.MlflowClient().search_runs([experiment_id], filter_string=condition,
+                                             order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+# --- end of one writer per run ------------------------------------------------------
 
 
 def _experiment_id(mlflow: Any, name: str, artifact_root: str | None) -> str:

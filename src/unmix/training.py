@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import asdict, dataclass, field
+import random
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from unmix.devices import autocast, memory_format, model_device, place_model
+from unmix.faults import kill_point
 from unmix.losses import LOSSES
 from unmix.metrics import best_psnr_and_seed_l1
 from unmix.mixing import MIXES
@@ -29,9 +32,11 @@ class EpochResult:
     train_l1: float
     valid_l1: float | None
     valid_psnr: float | None = None  # dB, best assignment per pair, [0, 1] pixel space
-    # Wall time since training started, validation included; not part of equality, since
-    # two identical runs never take the same time.
+    # Wall time since training started (before an interruption too), validation included,
+    # and the Unix time the epoch ended; not part of equality: two identical runs never
+    # take the same time.
     seconds: float = field(default=0.0, compare=False)
+    finished_at: float = field(default=0.0, compare=False)
 
 
 def to_channels_first(images: np.ndarray) -> Tensor:
@@ -102,6 +107,9 @@ def train_separator(
     on_epoch_end: Callable[[EpochResult, nn.Module], None] | None = None,
     device: torch.device | str = "cpu",
     compile_model: bool = False,
+    resume: Mapping[str, Any] | None = None,
+    on_checkpoint: Callable[[dict], None] | None = None,
+    checkpoint_every: int = 1,
 ) -> list[EpochResult]:
     """Train `model` in place on mixtures of pairs of uint8 (N, 3, 32, 32) images (a view is fine).
 
@@ -110,6 +118,11 @@ def train_separator(
     uint8 images are copied to the GPU once and every batch is cut, flipped and mixed
     there; the model runs channels-last under bf16 autocast. `compile_model` trains
     through `torch.compile` (the weights stay those of `model`).
+
+    `on_checkpoint` receives the `training_state` after `on_epoch_end`, every
+    `checkpoint_every` epochs and after the last; an interruption (KeyboardInterrupt) hands
+    it the last finished epoch's state first when that was not checkpointed yet. `resume`,
+    such a state, continues after its epoch to the same numbers as an uninterrupted run.
     """
     device = torch.device(device)
     mix_fn, loss_fn = MIXES[mix], LOSSES[loss]
@@ -128,39 +141,126 @@ def train_separator(
     scheduler = None
     if schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
-    history = []
-    started = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        pairs_seen = 0
-        for a_index, b_index in epoch_pairs(len(train_images), batch_size, generator, fixed_pairs):
-            # contiguous(): a batch gathered from a channels-first view keeps the view's
-            # strides, and convolutions would take another (slower, differently rounded) path.
-            a = normalise(train_images[a_index].contiguous())
-            b = normalise(train_images[b_index].contiguous())
-            if flip:
-                a, b = random_flips(a, generator), random_flips(b, generator)
-            with autocast(device):
-                out_1, out_2 = step_model(mix_fn(a, b).contiguous(memory_format=memory_format(device)))
-            step_loss = loss_fn(out_1.float(), out_2.float(), a, b)
-            optimizer.zero_grad(set_to_none=True)
-            step_loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            # Accumulate on the tensor: a .item() here would sync every step.
-            loss_sum += step_loss.detach() * len(a)
-            pairs_seen += len(a)
-        valid_l1 = valid_psnr = None
-        if epoch % validate_every == 0 or epoch == epochs:
-            valid_l1, valid_psnr = validate(step_model, valid_a, valid_b, mix=mix, loss=loss)
-        result = EpochResult(epoch, float(loss_sum) / pairs_seen, valid_l1, valid_psnr, time.perf_counter() - started)
-        history.append(result)
-        if on_epoch_end is not None:
-            on_epoch_end(result, model)
+    history: list[EpochResult] = []
+    if resume is not None:
+        history = restore_training_state(resume, model, optimizer, scheduler, generator)
+    started = time.perf_counter() - (history[-1].seconds if history else 0.0)
+    unsaved = None  # the last finished epoch's state while it is not checkpointed
+    try:
+        for epoch in range(len(history) + 1, epochs + 1):
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            pairs_seen = 0
+            for a_index, b_index in epoch_pairs(len(train_images), batch_size, generator, fixed_pairs):
+                # contiguous(): a batch gathered from a channels-first view keeps the view's
+                # strides, and convolutions would take another (slower, differently rounded) path.
+                a = normalise(train_images[a_index].contiguous())
+                b = normalise(train_images[b_index].contiguous())
+                if flip:
+                    a, b = random_flips(a, generator), random_flips(b, generator)
+                with autocast(device):
+                    out_1, out_2 = step_model(mix_fn(a, b).contiguous(memory_format=memory_format(device)))
+                step_loss = loss_fn(out_1.float(), out_2.float(), a, b)
+                optimizer.zero_grad(set_to_none=True)
+                step_loss.backward()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                # Accumulate on the tensor: a .item() here would sync every step.
+                loss_sum += step_loss.detach() * len(a)
+                pairs_seen += len(a)
+                kill_point("mid-epoch", epoch)
+            valid_l1 = valid_psnr = None
+            if epoch % validate_every == 0 or epoch == epochs:
+                kill_point("validation", epoch)
+                valid_l1, valid_psnr = validate(step_model, valid_a, valid_b, mix=mix, loss=loss)
+            result = EpochResult(epoch, float(loss_sum) / pairs_seen, valid_l1, valid_psnr,
+                                 time.perf_counter() - started, time.time())
+            history.append(result)
+            if on_epoch_end is not None:
+                on_epoch_end(result, model)
+            if on_checkpoint is not None:
+                due = epoch % checkpoint_every == 0 or epoch == epochs
+                # Kept for an interruption, the state must not move on with the model: a copy.
+                state = training_state(history, model, optimizer, scheduler, generator, copied=not due)
+                unsaved = None if due else state
+                if due:
+                    on_checkpoint(state)
+    except KeyboardInterrupt:
+        if unsaved is not None:
+            on_checkpoint(unsaved)
+        raise
     model.eval()
     return history
+
+
+def training_state(
+    history: list[EpochResult],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+    copied: bool = False,
+) -> dict:
+    """Everything that continues training after `history[-1]`: weights, optimizer and schedule,
+    every RNG state, the history as plain numbers; `torch.load(weights_only=True)` reads it back.
+
+    Without `copied` the tensors are the live ones: save the state before training goes on.
+    """
+    state = {
+        "epoch": history[-1].epoch,
+        "history": [asdict(row) for row in history],
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "rng": rng_states(generator),
+    }
+    return copy.deepcopy(state) if copied else state
+
+
+def restore_training_state(
+    state: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+    generator: torch.Generator,
+) -> list[EpochResult]:
+    """Put a `training_state` back into freshly built objects; return its history."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    restore_rng_states(state["rng"], generator)
+    return [EpochResult(**row) for row in state["history"]]
+
+
+def rng_states(generator: torch.Generator) -> dict[str, Any]:
+    """Every random state the loop can touch, as tensors and numbers.
+
+    The batch generator cuts, pairs and flips; torch's global one draws dropout masks.
+    NumPy's and Python's are not used today; kept so that a future use cannot break resume.
+    """
+    numpy_state = np.random.get_state()
+    python_state = random.getstate()
+    states = {
+        "batches": generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(numpy_state[1].astype(np.int64)),
+        "numpy_position": [int(v) for v in numpy_state[2:4]] + [float(numpy_state[4])],
+        "python": torch.tensor(python_state[1], dtype=torch.int64),
+        "python_gauss": python_state[2],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: Mapping[str, Any], generator: torch.Generator) -> None:
+    """Set what `rng_states` recorded."""
+    generator.set_state(states["batches"])
+    torch.set_rng_state(states["torch"])
+    position, has_gauss, cached = states["numpy_position"]
+    np.random.set_state(("MT19937", states["numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
+    random.setstate((3, tuple(int(v) for v in states["python"].tolist()), states["python_gauss"]))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 @torch.inference_mode()
