@@ -1,10 +1,12 @@
 """Train-stage wall time with MLflow tracking on and off, alternated in one run.
 
-    python benchmarks/tracking_overhead.py --set seed --repeats 2
+    python benchmarks/tracking_overhead.py --set seed --repeats 5
 
 Runs the real `stages/train.py` as a subprocess (process start and imports included) on
 the existing data/subset, with a private copy of a migrated MLflow store, and prints the
-overhead of tracking as a fraction of the untracked train-stage time.
+overhead of tracking as a fraction of the untracked train-stage time (medians), the
+median of the pairs' ratios, and the CPU seconds the stage and its worker used: CPU time
+is far less noisy than wall time on a shared machine.
 """
 
 from __future__ import annotations
@@ -42,12 +44,16 @@ def main() -> None:
     parser.add_argument("--set", dest="set_name", default="seed")
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
     parser.add_argument("--data", type=Path, default=REPO / "data" / "subset")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="alternated on/off pairs (default 5)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the set's epochs")
     args = parser.parse_args()
     import mlflow
 
     base = yaml.safe_load(args.params.read_text())
-    times: dict[str, list[float]] = {"on": [], "off": []}
+    if args.epochs is not None:
+        base["sets"][args.set_name]["epochs"] = args.epochs
+    wall: dict[str, list[float]] = {"on": [], "off": []}
+    cpu: dict[str, list[float]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         store = workdir / "mlflow.db"
@@ -55,10 +61,18 @@ def main() -> None:
         for _ in range(args.repeats):
             for mode in ("on", "off"):
                 params = {**base, "tracking": {**base["tracking"], "enabled": mode == "on", "uri": f"sqlite:///{store}"}}
-                times[mode].append(timed_train(params, args.set_name, workdir, args.data.resolve()))
-                print(f"tracking {mode:3s}: {times[mode][-1]:6.1f} s", flush=True)
-    on, off = statistics.median(times["on"]), statistics.median(times["off"])
+                seconds, cpu_seconds = timed_train(params, args.set_name, workdir, args.data.resolve())
+                wall[mode].append(seconds)
+                cpu[mode].append(cpu_seconds)
+                print(f"tracking {mode:3s}: {seconds:6.1f} s wall, {cpu_seconds:6.1f} s CPU", flush=True)
+            print(f"  pair {len(wall['on'])}: on/off {wall['on'][-1] / wall['off'][-1]:.3f}", flush=True)
+    on, off = statistics.median(wall["on"]), statistics.median(wall["off"])
+    pair_ratios = [a / b for a, b in zip(wall["on"], wall["off"])]
+    cpu_on, cpu_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
     print(f"median train-stage time: tracking on {on:.1f} s, off {off:.1f} s")
+    print(f"median CPU time (stage and worker): tracking on {cpu_on:.1f} s, off {cpu_off:.1f} s "
+          f"({100 * (cpu_on - cpu_off) / cpu_off:+.1f}%)")
+    print(f"pair ratios on/off: {' '.join(f'{r:.3f}' for r in pair_ratios)}; median {statistics.median(pair_ratios):.3f}")
     print(f"tracking overhead: {100 * (on - off) / off:+.1f}% of the untracked train-stage time")
 
 

@@ -37,7 +37,9 @@ def main(args: argparse.Namespace) -> None:
         from unmix.models import save_checkpoint
 
         device = resolve_device(set_config.device, name=f"sets.{args.set_name}.device")
-        model, history = train_set(set_config, load_subsets(args.data), tracker, device)
+        subsets = load_subsets(args.data)
+        tracker.wait_open()  # an unreachable store: one line now, not after the training
+        model, history = train_set(set_config, subsets, tracker, device)
         trained = time.perf_counter()
         run_id = tracker.run_id
         # Outputs first: a tracking failure reported by finish() must not lose the training.

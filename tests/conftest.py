@@ -87,7 +87,7 @@ def tiny_project(tmp_path: Path, mlflow_store_template: Path) -> Path:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, target)
-    (project / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n")
+    (project / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/mlflow-spool/\n")
 
     def shrink(params: dict) -> None:
         params["data"].update(TINY_DATA)

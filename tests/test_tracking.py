@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import collections
-import queue
 import subprocess
 import sys
 import time
@@ -16,7 +14,6 @@ from unmix.tracking import (
     NullTracker,
     RunTracker,
     TrackingError,
-    _queued_metric_calls,
     artifact_location,
     open_tracker,
     resolve_tracking_uri,
@@ -85,15 +82,17 @@ def test_a_run_missing_from_the_store_gets_a_fresh_run(mlflow_uri: str) -> None:
     assert run.data.tags["unmix.resumed_from_missing_run"] == "0" * 32
 
 
-def test_a_store_that_fails_is_one_line_at_finish(tmp_path: Path) -> None:
+def test_a_store_that_cannot_be_opened_is_one_line_before_any_work(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
     uri = f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
-    tracker = RunTracker(uri=uri, experiment="e", run_name="x")
-    tracker.log_metrics({"a": 1.0})
+    tracker = RunTracker(uri=uri, experiment="e", run_name="x", spool_dir=tmp_path / "spool")
     with pytest.raises(TrackingError) as error:
-        tracker.finish()
-    assert str(error.value).startswith(f"MLflow tracking at {uri} failed: ")
+        tracker.wait_open()
+    assert str(error.value).startswith(f"MLflow tracking store {uri} cannot be reached: ")
     assert "\n" not in str(error.value)
+    with pytest.raises(TrackingError, match=f"MLflow tracking at {uri} failed: "):
+        tracker.finish()
+    assert not (tmp_path / "spool").exists()
 
 
 def test_tracking_disabled_gives_a_tracker_that_does_nothing() -> None:
@@ -102,17 +101,6 @@ def test_tracking_disabled_gives_a_tracker_that_does_nothing() -> None:
     with tracker:
         tracker.log_metrics({"a": 1.0}, step=1)
     assert tracker.finish() is None and tracker.run_id is None
-
-
-def test_queued_metric_calls_takes_the_metrics_at_the_head_and_keeps_the_rest_in_order() -> None:
-    waiting = queue.Queue()
-    for call in [("metrics", {"a": 2.0}, 2, 0), ("image", "img", "k", 2), ("metrics", {"a": 3.0}, 3, 0)]:
-        waiting.put(call)
-    backlog = collections.deque()
-    taken = _queued_metric_calls(waiting, backlog)
-    assert taken == [("metrics", {"a": 2.0}, 2, 0)]
-    assert list(backlog) == [("image", "img", "k", 2), ("metrics", {"a": 3.0}, 3, 0)]
-    assert waiting.empty()
 
 
 def test_a_backlog_of_epochs_arrives_complete_and_in_order(mlflow_uri: str) -> None:

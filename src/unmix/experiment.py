@@ -14,6 +14,7 @@ from unmix.evaluation import Evaluation, evaluate_separator, flatten_metrics
 from unmix.mixing import MIXES
 from unmix.models import build_model, model_config
 from unmix.mosaic import reconstruction_mosaic
+from unmix.progress import EpochProgress
 from unmix.subset import PairSet, Subsets
 from unmix.training import EpochResult, channels_first_view, normalise, separate, to_channels_first, to_uint8_images, train_separator
 
@@ -85,8 +86,10 @@ def train_set(
     device = device or resolve_device(set_config.device)
     shown = PairSet(subsets.valid.a[:LOGGED_PAIRS], subsets.valid.b[:LOGGED_PAIRS])
     every = set_config.log_images_every
+    progress = EpochProgress(set_config.epochs)
 
     def report(result: EpochResult, model: nn.Module) -> None:
+        progress.update(result)  # stderr first: the terminal learns of the epoch at once
         metrics = {"train/l1": result.train_l1}
         if result.valid_l1 is not None:
             metrics["valid/l1"] = result.valid_l1
@@ -95,7 +98,8 @@ def train_set(
         if (every and result.epoch % every == 0) or result.epoch == set_config.epochs:
             tracker.log_image(pair_mosaic(model, shown, set_config.mix), key="reconstructions/valid", step=result.epoch)
 
-    model, history = fit_set(set_config, subsets, device, on_epoch_end=report)
+    with progress:
+        model, history = fit_set(set_config, subsets, device, on_epoch_end=report)
     model.to("cpu", memory_format=torch.contiguous_format)
     tracker.log_model(model)
     return model, history
