@@ -142,3 +142,92 @@ def test_a_caller_killed_mid_message_leaves_no_worker_behind(mlflow_uri: str, tm
         time.sleep(0.2)
     assert not Path(f"/proc/{worker_pid}").exists(), "the tracking worker outlived its caller"
     assert client(mlflow_uri).get_run(run_id).info.status == "FAILED"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "htp://nowhere/{port}"])
+def test_a_server_that_is_down_or_a_bad_uri_is_one_line_within_seconds(uri: str, tmp_path: Path) -> None:
+    uri = uri.format(port=free_port())  # nothing listens there
+    started = time.monotonic()
+    tracker = RunTracker(uri=uri, experiment="e", run_name="x", spool_dir=tmp_path)
+    with pytest.raises(TrackingError) as error:
+        tracker.wait_open()
+    assert time.monotonic() - started < 60  # MLflow's own retries would take minutes
+    message = str(error.value)
+    assert message.startswith(f"MLflow tracking store {uri} cannot be reached: ") and "\n" not in message
+    with pytest.raises(TrackingError):
+        tracker.finish()
+
+
+def test_the_experiment_opens_in_the_model_training_view(mlflow_uri: str) -> None:
+    from unmix.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
+    with RunTracker(uri=mlflow_uri, experiment="new", run_name="x"):
+        pass
+    assert client(mlflow_uri).get_experiment_by_name("new").tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    # An experiment made before unmix tagged it gets the tag; one a person set stays theirs.
+    old = client(mlflow_uri).create_experiment("old")
+    mine = client(mlflow_uri).create_experiment("mine", tags={EXPERIMENT_KIND_TAG: "genai_development"})
+    for name in ("old", "mine"):
+        with RunTracker(uri=mlflow_uri, experiment=name, run_name="x"):
+            pass
+    assert client(mlflow_uri).get_experiment(old).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    assert client(mlflow_uri).get_experiment(mine).tags[EXPERIMENT_KIND_TAG] == "genai_development"
+
+
+def test_creating_a_store_keeps_mlflow_chatter_off_stderr(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"  # not migrated yet: MLflow logs "Creating initial ..." at INFO
+    with RunTracker(uri=uri, experiment="e", run_name="x") as tracker:
+        tracker.log_metrics({"a": 1.0}, step=1)
+    err = capfd.readouterr().err
+    assert "Creating initial MLflow database tables" not in err and "INFO" not in err, err
+    assert client(uri).get_run(tracker.run_id).data.metrics == {"a": 1.0}
+
+
+def test_a_spool_is_delivered_later_into_the_same_run(mlflow_uri: str, tmp_path: Path) -> None:
+    from unmix.spool import Spool
+    from unmix.tracking import deliver_spool
+
+    with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed") as tracker:
+        tracker.log_metrics({"train/l1": 1.0}, step=1)
+    run_id = tracker.run_id
+    # What a worker leaves when the store went away after epoch 1 and stayed away.
+    spool = Spool.create(tmp_path / "spool", mlflow_uri, run_id)
+    for epoch in (2, 3):
+        spool.append(("metrics", {"train/l1": 1.0 / epoch}, epoch, 1000 + epoch))
+    spool.append(("image", np.zeros((8, 8, 3), np.uint8), "reconstructions/valid", 3))
+    spool.append(("end", "FINISHED"))
+    result = subprocess.run([sys.executable, "-m", "unmix.deliver", "--spool", str(tmp_path / "spool")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (f"delivered 2 metric values, 1 image, the run's end to run {run_id} "
+                                     f"at {mlflow_uri}")
+    history = client(mlflow_uri).get_metric_history(run_id, "train/l1")
+    assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 0.5), (3, 1.0 / 3)]
+    assert client(mlflow_uri).get_run(run_id).info.status == "FINISHED"
+    assert [a.path for a in client(mlflow_uri).list_artifacts(run_id)] == ["images"]
+    assert not list((tmp_path / "spool").iterdir())
+    again = subprocess.run([sys.executable, "-m", "unmix.deliver", "--spool", str(tmp_path / "spool")],
+                           capture_output=True, text=True, timeout=300)
+    assert again.stdout.startswith("nothing to deliver")
+
+
+def test_delivering_to_a_store_still_down_is_one_line_and_keeps_the_spool(tmp_path: Path) -> None:
+    from unmix.spool import Spool, spool_files
+
+    uri = f"http://127.0.0.1:{free_port()}"
+    spool = Spool.create(tmp_path, uri, "0" * 32)
+    spool.append(("metrics", {"train/l1": 0.5}, 1, 1000))
+    result = subprocess.run([sys.executable, "-m", "unmix.deliver", "--spool", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: MLflow store {uri} did not take run {'0' * 32}'s calls from ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert spool_files(tmp_path) == [spool.path]

@@ -224,13 +224,11 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
     # The queue brought the caller's write end along; closed here, a caller that dies in
     # the middle of a message leaves an end of file, not a read that waits forever.
     calls._writer.close()
-    for name, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(name, value)
     # Start-up (imports, store, run) at normal priority: the caller is importing torch and
     # loading data meanwhile, and waits for the run before training (wait_open).
     mlflow, error, run_id = None, None, None
     try:
-        mlflow = _import_mlflow_quietly()
+        mlflow = _import_mlflow()
         mlflow.set_tracking_uri(opening["uri"])
         run_id = _open_run(mlflow, opening)
     except Exception as caught:  # noqa: BLE001 - reported to the caller by wait_open()/finish()
@@ -293,8 +291,10 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _import_mlflow_quietly() -> Any:
-    """mlflow, with its INFO chatter (store migrations, alembic) kept off the stage's stderr."""
+def _import_mlflow() -> Any:
+    """mlflow, failing fast on a server that is down, its INFO chatter (store migrations) kept off stderr."""
+    for name, value in HTTP_DEFAULTS.items():  # a person's own settings win
+        os.environ.setdefault(name, value)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     import mlflow
 
@@ -422,7 +422,7 @@ def deliver_spool(path: Path, uri: str | None = None) -> tuple[str, str, list[tu
     pending = collections.deque(calls)
     delivered = 0
     try:
-        mlflow = _import_mlflow_quietly()
+        mlflow = _import_mlflow()
         mlflow.set_tracking_uri(uri)
         status_before = mlflow.get_run(run_id).info.status
         mlflow.start_run(run_id=run_id)  # the fluent calls (images, artifacts, model) need it active
