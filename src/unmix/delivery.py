@@ -81,6 +81,7 @@ class Courier:
     def deliver(self) -> bool:
         """Send every pending call, in order, as far as the store takes them; True when none is left."""
         waited = len(self.pending) if self.failures else 0
+        started = self._clock()
         while self.pending:
             batch = next_batch(self.pending)
             try:
@@ -98,7 +99,9 @@ class Courier:
         if self.failures:
             self.failures, self.last_error = 0, None
             self._on_recovery(waited)
-        self._next_send = self._clock() + self._every_s
+        # Counted from the start of this send: a slow one (an image, a model) does not push
+        # the next epoch's metrics further back.
+        self._next_send = started + self._every_s
         return True
 
     def deliver_until(self, deadline: float) -> bool:
