@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -25,18 +26,24 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def timed_train(params: dict, set_name: str, workdir: Path, data: Path) -> float:
-    """Seconds for one `stages/train.py` process with these params."""
+def children_cpu_seconds() -> float:
+    """User + system CPU of every waited-for descendant so far (the stage and its worker)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_train(params: dict, set_name: str, workdir: Path, data: Path) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of one `stages/train.py` process with these params."""
     params_path = workdir / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
-    started = time.perf_counter()
+    cpu_before, started = children_cpu_seconds(), time.perf_counter()
     subprocess.run(
         [sys.executable, str(REPO / "stages" / "train.py"), "--params", str(params_path), "--set", set_name,
          "--data", str(data), "--model", str(workdir / "model.pt"), "--history", str(workdir / "history.csv")],
         check=True, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    return time.perf_counter() - started
+    return time.perf_counter() - started, children_cpu_seconds() - cpu_before
 
 
 def main() -> None:
@@ -47,6 +54,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="alternated on/off pairs (default 5)")
     parser.add_argument("--epochs", type=int, default=None, help="override the set's epochs")
     args = parser.parse_args()
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # the store migration's INFO lines
     import mlflow
 
     base = yaml.safe_load(args.params.read_text())

@@ -61,3 +61,19 @@ def test_describe_counts_what_a_person_would() -> None:
     assert count_metric_values(calls) == 3
     assert describe(calls) == "3 metric values, 1 image, the model, the run's end"
     assert describe([]) == "nothing"
+
+
+def test_a_spool_whose_writer_still_runs_is_not_ours_to_deliver(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from unmix.spool import writer_alive
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert writer_alive(tmp_path / f"run-20261126T000000-{sleeper.pid}.jsonl")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not writer_alive(tmp_path / f"run-20261126T000000-{sleeper.pid}.jsonl")
+    assert not writer_alive(tmp_path / "odd-name.jsonl")

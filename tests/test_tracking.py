@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -191,6 +192,17 @@ def test_creating_a_store_keeps_mlflow_chatter_off_stderr(tmp_path: Path, capfd:
     assert client(uri).get_run(tracker.run_id).data.metrics == {"a": 1.0}
 
 
+def left_by_a_dead_worker(spool):
+    """The spool as a worker that has exited leaves it (this test process wrote it, and lives)."""
+    from unmix.spool import Spool
+
+    dead = spool.path.with_name(spool.path.name.replace(f"-{os.getpid()}.", f"-{2 ** 22 + 1}."))
+    spool.path.rename(dead)
+    if spool.blobs.exists():
+        spool.blobs.rename(dead.with_suffix(""))
+    return Spool(dead, {})
+
+
 def test_a_spool_is_delivered_later_into_the_same_run(mlflow_uri: str, tmp_path: Path) -> None:
     from unmix.spool import Spool
     from unmix.tracking import deliver_spool
@@ -204,6 +216,7 @@ def test_a_spool_is_delivered_later_into_the_same_run(mlflow_uri: str, tmp_path:
         spool.append(("metrics", {"train/l1": 1.0 / epoch}, epoch, 1000 + epoch))
     spool.append(("image", np.zeros((8, 8, 3), np.uint8), "reconstructions/valid", 3))
     spool.append(("end", "FINISHED"))
+    left_by_a_dead_worker(spool)
     result = subprocess.run([sys.executable, "-m", "unmix.deliver", "--spool", str(tmp_path / "spool")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -225,6 +238,7 @@ def test_delivering_to_a_store_still_down_is_one_line_and_keeps_the_spool(tmp_pa
     uri = f"http://127.0.0.1:{free_port()}"
     spool = Spool.create(tmp_path, uri, "0" * 32)
     spool.append(("metrics", {"train/l1": 0.5}, 1, 1000))
+    spool = left_by_a_dead_worker(spool)
     result = subprocess.run([sys.executable, "-m", "unmix.deliver", "--spool", str(tmp_path)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1

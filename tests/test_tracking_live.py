@@ -29,10 +29,10 @@ EPOCH_LINE = re.compile(r"^train: epoch (\d+)/(\d+)")
 ARRIVAL_LIMIT_S = 10.0
 
 
-def trainable(project: Path, epochs: int) -> None:
-    """The seed set on 1,000 generated images: epochs of about a second on two cores, as in the default run."""
+def trainable(project: Path, epochs: int, n_train: int = 1000) -> None:
+    """The seed set on generated images: with 1,000, epochs of about a second on two cores, as in the default run."""
     def edit(params: dict) -> None:
-        params["data"].update(shapes_train=1200, shapes_test=200, n_train=1000, n_valid=64, n_test=64)
+        params["data"].update(shapes_train=1200, shapes_test=200, n_train=n_train, n_valid=64, n_test=64)
         params["sets"]["seed"].update(epochs=epochs, batch_size=192, log_images_every=5)
     write_params(project, edit)
 
@@ -73,7 +73,11 @@ class Watched:
         return "\n".join(line for _, line in self.lines)
 
     def wait(self, timeout: float) -> int:
-        code = self.process.wait(timeout=timeout)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(f"still running after {timeout} s:\n{self.stderr()}") from None
         for reader in self._readers:
             reader.join(timeout=10)
         return code
@@ -172,19 +176,19 @@ def mlflow_server(tmp_path: Path, mlflow_store_template: Path):
     server.stop()
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
+def wait_for(condition, timeout: float, what: str, stage: Watched) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+        if time.monotonic() > deadline or stage.process.poll() is not None:
+            raise AssertionError(f"no {what}:\n{stage.stderr()}")
         time.sleep(0.25)
 
 
 def test_a_server_stopped_mid_run_costs_no_training_and_no_metric(tiny_project: Path, mlflow_server) -> None:
     import mlflow
 
-    epochs = 40
-    trainable(tiny_project, epochs)
+    epochs = 30
+    trainable(tiny_project, epochs, n_train=512)
     run_command(["dvc", "repro", "subset"], tiny_project)
     client = mlflow.MlflowClient(tracking_uri=mlflow_server.uri)
     env = stage_env(MLFLOW_TRACKING_URI=mlflow_server.uri)
@@ -193,13 +197,13 @@ def test_a_server_stopped_mid_run_costs_no_training_and_no_metric(tiny_project: 
 
     # 1. Stopped after epoch 2, started again while training goes on.
     stage = Watched(train, tiny_project, env)
-    wait_for(lambda: 2 in stage.epoch_ends(), 600, "epoch 2")
+    wait_for(lambda: 2 in stage.epoch_ends(), 900, "epoch 2", stage)
     mlflow_server.stop()
     down_at = max(stage.epoch_ends())
-    wait_for(lambda: max(stage.epoch_ends(), default=0) >= down_at + 5, 600, "five epochs with the server down")
+    wait_for(lambda: max(stage.epoch_ends(), default=0) >= down_at + 3, 900, "epochs with the server down", stage)
     mlflow_server.start()
     up_at = max(stage.epoch_ends())
-    assert stage.wait(timeout=600) == 0, stage.stderr()
+    assert stage.wait(timeout=1200) == 0, stage.stderr()
     assert up_at < epochs, "the training ended before the server came back: make it longer"
     run = find_run(client)
     steps = {key: sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
@@ -219,10 +223,12 @@ def test_a_server_stopped_mid_run_costs_no_training_and_no_metric(tiny_project: 
 
     # 2. Stopped after epoch 2 and still down when the stage ends: the rest waits on disk.
     (tiny_project / "models" / "seed.pt").unlink()
+    epochs = 8
+    trainable(tiny_project, epochs, n_train=512)
     stage = Watched(train, tiny_project, env)
-    wait_for(lambda: 2 in stage.epoch_ends(), 600, "epoch 2")
+    wait_for(lambda: 2 in stage.epoch_ends(), 900, "epoch 2", stage)
     mlflow_server.stop()
-    assert stage.wait(timeout=600) == 0, stage.stderr()
+    assert stage.wait(timeout=1200) == 0, stage.stderr()
     assert (tiny_project / "models" / "seed.pt").exists()  # the training is not lost
     stderr = stage.stderr()
     assert "Traceback" not in stderr

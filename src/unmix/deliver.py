@@ -15,7 +15,7 @@ from pathlib import Path
 
 from unmix.cli import run_stage
 from unmix.paths import project_root
-from unmix.spool import SPOOL_DIR_NAME, describe, spool_files
+from unmix.spool import SPOOL_DIR_NAME, describe, spool_files, writer_alive
 from unmix.tracking import deliver_spool
 
 
@@ -26,6 +26,9 @@ def main(args: argparse.Namespace) -> None:
         print(f"nothing to deliver: no spool in {spool_dir}")
         return
     for path in files:
+        if writer_alive(path):
+            print(f"skipped {path}: its stage is still running and delivers it itself when the store is back")
+            continue
         uri, run_id, calls = deliver_spool(path, args.uri)
         print(f"delivered {describe(calls)} to run {run_id} at {uri}")
 

@@ -156,6 +156,23 @@ def spool_files(directory: Path) -> list[Path]:
     return sorted(directory.glob(f"*{SPOOL_SUFFIX}"))
 
 
+def writer_alive(path: Path) -> bool:
+    """Whether the worker that writes this spool (its pid ends the name) still runs: not yet ours to deliver."""
+    try:
+        pid = int(Path(path).stem.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
 def count_metric_values(calls: list[tuple]) -> int:
     """How many metric values these calls hold (what a person counts as "metrics")."""
     return sum(len(call[1]) for call in calls if call[0] == "metrics")
