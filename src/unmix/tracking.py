@@ -240,9 +240,11 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
         except Exception as caught:  # noqa: BLE001
             error = _one_line(caught)
         _skip_requirement_check()
-    # Training keeps both cores busy in OpenMP regions that wait for their slowest thread:
-    # every slice this process takes at normal priority stalls both. Niced, it runs in the
-    # gaps; when the caller waits in finish() it has the machine to itself anyway.
+    # Only now niced. Training keeps both cores busy in OpenMP regions that wait for their
+    # slowest thread: every slice this process takes at normal priority stalls both; niced,
+    # it mostly runs in the gaps. Niced from the start, its own start-up crawled at ~2% of a
+    # core and the first metrics came minutes late. A send is ~tens of ms of CPU, so even
+    # niced on a loaded machine it lands within seconds (measured: README, Watching a run).
     try:
         os.nice(WORKER_NICENESS)
     except OSError:
