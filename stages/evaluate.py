@@ -31,6 +31,7 @@ def main(args: argparse.Namespace) -> None:
     tracker = open_tracker(config.tracking.enabled, config.tracking.uri, config.tracking.experiment,
                            run_name=args.set_name, find_tags=run_tags_for(args.set_name, digest))
     with tracker:
+        tracker.wait_open()  # an unreachable store: one line now, not after the evaluation
         evaluation = evaluate_set(model, set_config, subsets, tracker, device)
         # Outputs first: a tracking failure reported by finish() must not lose the metrics.
         # The per-pair file before metrics.json: render-figures depends on it.

@@ -43,6 +43,9 @@ def main(args: argparse.Namespace) -> None:
         from unmix.report import render_report, render_wall_time_figure
         from unmix.subset import load_subsets
 
+        for tracker in trackers.values():
+            tracker.wait_open()  # an unreachable store: one line now, not after the drawing
+
         figures_by_set = render_report(config, load_subsets(args.data).test, args.eval, args.reports)
         for name, paths in figures_by_set.items():
             for path in paths:

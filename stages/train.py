@@ -52,11 +52,13 @@ def main(args: argparse.Namespace) -> None:
             from unmix.run_lookup import model_digest
 
             device = resolve_device(set_config.device, name=f"sets.{args.set_name}.device")
+            subsets = load_subsets(args.data)
+            tracker.wait_open()  # an unreachable store: one line now, not after the training
             if resume is not None:
                 print(f"resuming {name} from epoch {resume['epoch']}/{set_config.epochs} ({checkpoint.path})",
                       flush=True)
             model, history = train_set(
-                set_config, load_subsets(args.data), tracker, device, resume=resume, checkpoint_every=every or 1,
+                set_config, subsets, tracker, device, resume=resume, checkpoint_every=every or 1,
                 save_checkpoint=(lambda state: checkpoint.save(state, tracker.run_id)) if every else None)
             trained = time.perf_counter()
             run_id = tracker.run_id

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import collections
-import queue
+import os
 import subprocess
 import sys
 import time
@@ -16,7 +15,6 @@ from unmix.tracking import (
     NullTracker,
     RunTracker,
     TrackingError,
-    _queued_metric_calls,
     artifact_location,
     open_tracker,
     resolve_tracking_uri,
@@ -85,15 +83,17 @@ def test_a_run_missing_from_the_store_gets_a_fresh_run(mlflow_uri: str) -> None:
     assert run.data.tags["unmix.resumed_from_missing_run"] == "0" * 32
 
 
-def test_a_store_that_fails_is_one_line_at_finish(tmp_path: Path) -> None:
+def test_a_store_that_cannot_be_opened_is_one_line_before_any_work(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
     uri = f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
-    tracker = RunTracker(uri=uri, experiment="e", run_name="x")
-    tracker.log_metrics({"a": 1.0})
+    tracker = RunTracker(uri=uri, experiment="e", run_name="x", spool_dir=tmp_path / "spool")
     with pytest.raises(TrackingError) as error:
-        tracker.finish()
-    assert str(error.value).startswith(f"MLflow tracking at {uri} failed: ")
+        tracker.wait_open()
+    assert str(error.value).startswith(f"MLflow tracking store {uri} cannot be reached: ")
     assert "\n" not in str(error.value)
+    with pytest.raises(TrackingError, match=f"MLflow tracking at {uri} failed: "):
+        tracker.finish()
+    assert not (tmp_path / "spool").exists()
 
 
 def test_tracking_disabled_gives_a_tracker_that_does_nothing() -> None:
@@ -102,17 +102,6 @@ def test_tracking_disabled_gives_a_tracker_that_does_nothing() -> None:
     with tracker:
         tracker.log_metrics({"a": 1.0}, step=1)
     assert tracker.finish() is None and tracker.run_id is None
-
-
-def test_queued_metric_calls_takes_the_metrics_at_the_head_and_keeps_the_rest_in_order() -> None:
-    waiting = queue.Queue()
-    for call in [("metrics", {"a": 2.0}, 2, 0), ("image", "img", "k", 2), ("metrics", {"a": 3.0}, 3, 0)]:
-        waiting.put(call)
-    backlog = collections.deque()
-    taken = _queued_metric_calls(waiting, backlog)
-    assert taken == [("metrics", {"a": 2.0}, 2, 0)]
-    assert list(backlog) == [("image", "img", "k", 2), ("metrics", {"a": 3.0}, 3, 0)]
-    assert waiting.empty()
 
 
 def test_a_backlog_of_epochs_arrives_complete_and_in_order(mlflow_uri: str) -> None:
@@ -154,3 +143,105 @@ def test_a_caller_killed_mid_message_leaves_no_worker_behind(mlflow_uri: str, tm
         time.sleep(0.2)
     assert not Path(f"/proc/{worker_pid}").exists(), "the tracking worker outlived its caller"
     assert client(mlflow_uri).get_run(run_id).info.status == "FAILED"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "htp://nowhere/{port}"])
+def test_a_server_that_is_down_or_a_bad_uri_is_one_line_within_seconds(uri: str, tmp_path: Path) -> None:
+    uri = uri.format(port=free_port())  # nothing listens there
+    started = time.monotonic()
+    tracker = RunTracker(uri=uri, experiment="e", run_name="x", spool_dir=tmp_path)
+    with pytest.raises(TrackingError) as error:
+        tracker.wait_open()
+    assert time.monotonic() - started < 60  # MLflow's own retries would take minutes
+    message = str(error.value)
+    assert message.startswith(f"MLflow tracking store {uri} cannot be reached: ") and "\n" not in message
+    with pytest.raises(TrackingError):
+        tracker.finish()
+
+
+def test_the_experiment_opens_in_the_model_training_view(mlflow_uri: str) -> None:
+    from unmix.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
+    with RunTracker(uri=mlflow_uri, experiment="new", run_name="x"):
+        pass
+    assert client(mlflow_uri).get_experiment_by_name("new").tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    # An experiment made before unmix tagged it gets the tag; one a person set stays theirs.
+    old = client(mlflow_uri).create_experiment("old")
+    mine = client(mlflow_uri).create_experiment("mine", tags={EXPERIMENT_KIND_TAG: "genai_development"})
+    for name in ("old", "mine"):
+        with RunTracker(uri=mlflow_uri, experiment=name, run_name="x"):
+            pass
+    assert client(mlflow_uri).get_experiment(old).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    assert client(mlflow_uri).get_experiment(mine).tags[EXPERIMENT_KIND_TAG] == "genai_development"
+
+
+def test_creating_a_store_keeps_mlflow_chatter_off_stderr(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"  # not migrated yet: MLflow logs "Creating initial ..." at INFO
+    with RunTracker(uri=uri, experiment="e", run_name="x") as tracker:
+        tracker.log_metrics({"a": 1.0}, step=1)
+    err = capfd.readouterr().err
+    assert "Creating initial MLflow database tables" not in err and "INFO" not in err, err
+    assert client(uri).get_run(tracker.run_id).data.metrics == {"a": 1.0}
+
+
+def left_by_a_dead_worker(spool):
+    """The spool as a worker that has exited leaves it (this test process wrote it, and lives)."""
+    from unmix.spool import Spool
+
+    dead = spool.path.with_name(spool.path.name.replace(f"-{os.getpid()}.", f"-{2 ** 22 + 1}."))
+    spool.path.rename(dead)
+    if spool.blobs.exists():
+        spool.blobs.rename(dead.with_suffix(""))
+    return Spool(dead, {})
+
+
+def test_a_spool_is_delivered_later_into_the_same_run(mlflow_uri: str, tmp_path: Path) -> None:
+    from unmix.spool import Spool
+    from unmix.tracking import deliver_spool
+
+    with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed") as tracker:
+        tracker.log_metrics({"train/l1": 1.0}, step=1)
+    run_id = tracker.run_id
+    # What a worker leaves when the store went away after epoch 1 and stayed away.
+    spool = Spool.create(tmp_path / "spool", mlflow_uri, run_id)
+    for epoch in (2, 3):
+        spool.append(("metrics", {"train/l1": 1.0 / epoch}, epoch, 1000 + epoch))
+    spool.append(("image", np.zeros((8, 8, 3), np.uint8), "reconstructions/valid", 3))
+    spool.append(("end", "FINISHED"))
+    left_by_a_dead_worker(spool)
+    result = subprocess.run([sys.executable, "-m", "unmix.deliver", "--spool", str(tmp_path / "spool")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (f"delivered 2 metric values, 1 image, the run's end to run {run_id} "
+                                     f"at {mlflow_uri}")
+    history = client(mlflow_uri).get_metric_history(run_id, "train/l1")
+    assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 0.5), (3, 1.0 / 3)]
+    assert client(mlflow_uri).get_run(run_id).info.status == "FINISHED"
+    assert [a.path for a in client(mlflow_uri).list_artifacts(run_id)] == ["images"]
+    assert not list((tmp_path / "spool").iterdir())
+    again = subprocess.run([sys.executable, "-m", "unmix.deliver", "--spool", str(tmp_path / "spool")],
+                           capture_output=True, text=True, timeout=300)
+    assert again.stdout.startswith("nothing to deliver")
+
+
+def test_delivering_to_a_store_still_down_is_one_line_and_keeps_the_spool(tmp_path: Path) -> None:
+    from unmix.spool import Spool, spool_files
+
+    uri = f"http://127.0.0.1:{free_port()}"
+    spool = Spool.create(tmp_path, uri, "0" * 32)
+    spool.append(("metrics", {"train/l1": 0.5}, 1, 1000))
+    spool = left_by_a_dead_worker(spool)
+    result = subprocess.run([sys.executable, "-m", "unmix.deliver", "--spool", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: MLflow store {uri} did not take run {'0' * 32}'s calls from ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert spool_files(tmp_path) == [spool.path]

@@ -10,9 +10,14 @@ from torch import nn
 
 from unmix.metrics import assignment_swapped, best_seed_l1, pair_metrics, seed_l1, to_pixel_range
 from unmix.mixing import MIXES, trivial_separation
+from unmix.progress import StepProgress
 from unmix.training import normalise, separate, to_uint8_images
 
 Tensor = torch.Tensor
+
+# Pairs scored at a time: SSIM on 5,000 pairs takes long enough to want progress, and
+# every score is per pair, so chunks give the same numbers.
+SCORE_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,16 @@ def score_outputs(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor) -> dict[st
     return scores
 
 
+def score_in_chunks(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor, progress: StepProgress) -> dict[str, Tensor]:
+    """`score_outputs` over chunks of SCORE_CHUNK pairs, reporting each chunk to `progress`."""
+    parts = []
+    for start in range(0, len(a), SCORE_CHUNK):
+        chunk = slice(start, start + SCORE_CHUNK)
+        parts.append(score_outputs(out_1[chunk], out_2[chunk], a[chunk], b[chunk]))
+        progress.update(len(parts[-1]["seed_l1"]))
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+
+
 def summarise(scores: dict[str, Tensor]) -> dict:
     """Average per-pair scores into the nested metrics.json layout."""
     summary: dict = {"n_pairs": len(scores["seed_l1"])}
@@ -59,8 +74,9 @@ def evaluate_separator(model: nn.Module, a_images: np.ndarray, b_images: np.ndar
     b = normalise(torch.from_numpy(b_images).permute(0, 3, 1, 2))
     mixture = MIXES[mix](a, b)
     out_1, out_2 = separate(model, mixture)
-    model_scores = score_outputs(out_1, out_2, a, b)
-    baseline_scores = score_outputs(*trivial_separation(mixture, mix), a, b)
+    with StepProgress(2 * len(a), "scoring model and baseline", "pair") as progress:
+        model_scores = score_in_chunks(out_1, out_2, a, b, progress)
+        baseline_scores = score_in_chunks(*trivial_separation(mixture, mix), a, b, progress)
     per_pair = {f"test/{k}": v.numpy() for k, v in model_scores.items()}
     per_pair |= {f"baseline/{k}": v.numpy() for k, v in baseline_scores.items()}
     return Evaluation(

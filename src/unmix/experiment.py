@@ -14,6 +14,7 @@ from unmix.evaluation import Evaluation, evaluate_separator, flatten_metrics
 from unmix.mixing import MIXES
 from unmix.models import build_model, model_config
 from unmix.mosaic import reconstruction_mosaic
+from unmix.progress import EpochProgress
 from unmix.subset import PairSet, Subsets
 from unmix.training import EpochResult, channels_first_view, normalise, separate, to_channels_first, to_uint8_images, train_separator
 
@@ -113,12 +114,14 @@ def train_set(
     device = device or resolve_device(set_config.device)
     shown = PairSet(subsets.valid.a[:LOGGED_PAIRS], subsets.valid.b[:LOGGED_PAIRS])
     every = set_config.log_images_every
+    progress = EpochProgress(set_config.epochs)
     held: list[tuple[int, Callable[[], None]]] = []  # (epoch, tracker call) waiting for a checkpoint
 
     def log_epoch(result: EpochResult) -> None:
         tracker.log_metrics(epoch_metrics(result), step=result.epoch, timestamp_ms=int(result.finished_at * 1000))
 
     def report(result: EpochResult, model: nn.Module) -> None:
+        progress.update(result)  # stderr first: the terminal learns of the epoch at once
         held.append((result.epoch, lambda: log_epoch(result)))
         if (every and result.epoch % every == 0) or result.epoch == set_config.epochs:
             image = pair_mosaic(model, shown, set_config.mix)  # now: the model moves on
@@ -139,9 +142,10 @@ def train_set(
     if resume is not None:
         for row in resume["history"]:
             log_epoch(EpochResult(**row))
-    model, history = fit_set(set_config, subsets, device, on_epoch_end=report, resume=resume,
-                             on_checkpoint=checkpoint if save_checkpoint else None,
-                             checkpoint_every=checkpoint_every)
+    with progress:
+        model, history = fit_set(set_config, subsets, device, on_epoch_end=report, resume=resume,
+                                 on_checkpoint=checkpoint if save_checkpoint else None,
+                                 checkpoint_every=checkpoint_every)
     model.to("cpu", memory_format=torch.contiguous_format)
     tracker.log_model(model)
     return model, history

@@ -22,6 +22,7 @@ from PIL import Image
 
 from unmix.errors import DataError
 from unmix.imageset import IMAGE_SHAPE, ImageSet
+from unmix.progress import StepProgress
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -206,8 +207,10 @@ def _decode_images(files: list[str]) -> np.ndarray:
         if workers > 1 and "fork" in mp.get_all_start_methods():
             pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")))
             blocks = pool.map(_decode_chunk, chunks)
-        for start, block in zip(starts, blocks):
-            images[start : start + len(block)] = block
+        with StepProgress(len(files), "decoding images", "image") as progress:
+            for start, block in zip(starts, blocks):
+                images[start : start + len(block)] = block
+                progress.update(len(block))
     return images
 
 

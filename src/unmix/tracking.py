@@ -11,6 +11,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,13 +20,25 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from unmix.config import DataConfig, SetConfig
+from unmix.delivery import DELIVER_EVERY_S, Courier
 from unmix.errors import UnmixError
 from unmix.paths import project_root
+from unmix.spool import SPOOL_DIR_NAME, Spool, describe, note_delivered, read_spool, remove_spool
 
 DEFAULT_STORE_NAME = "mlflow.db"
 PARENT_CHECK_S = 5.0  # how often an idle tracking worker checks that its parent still lives
 ARTIFACTS_DIR_NAME = "mlartifacts"
 WORKER_NICENESS = 19
+# MLflow 3 opens an experiment in the view its kind names; without the tag its UI may
+# guess the GenAI overview. Ours trains models.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# At the end, a store that is down gets this long (retries with backoff) before what it
+# has not taken is left in the spool.
+FINISH_GRACE_S = 10.0
+# MLflow's HTTP client retries a refused request 7 times over ~2 minutes by default; the
+# worker retries itself (with a spool), so each try should fail fast.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 class TrackingError(UnmixError):
@@ -81,8 +94,11 @@ class RunTracker:
 
     The worker imports mlflow (and torch, for the model) and opens the store and the run
     while the caller imports torch and loads data: on two cores that start-up costs the
-    training nothing, where a thread would contend for the GIL the whole time. Calls are
-    queued; `finish` waits for all of them and ends the run with a status. Used as a
+    training little, where a thread would contend for the GIL the whole time. Calls are
+    queued and reach the store in batches within seconds (unmix.delivery); a store that
+    goes away mid-run costs no training: calls wait in a spool on disk and are retried.
+    `wait_open` says, before any training, whether the store can be reached at all;
+    `finish` waits for everything queued and ends the run with a status. Used as a
     context manager, an exception marks the run FAILED.
     """
 
@@ -97,28 +113,45 @@ class RunTracker:
         tags: Mapping[str, str] | None = None,
         logs_model: bool = False,
         find_tags: Mapping[str, str] | None = None,
+        spool_dir: Path | None = None,
+        grace_s: float = FINISH_GRACE_S,
+        every_s: float = DELIVER_EVERY_S,
     ) -> None:
         context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
         self._uri = uri
         self._calls = context.Queue()
         self._replies = context.Queue()
+        spool_dir = spool_dir or project_root(os.environ, Path.cwd()) / SPOOL_DIR_NAME
         opening = {"uri": uri, "experiment": experiment, "run_name": run_name, "run_id": run_id,
                    "params": {k: str(v) for k, v in (params or {}).items()}, "tags": dict(tags or {}),
-                   "logs_model": logs_model, "find_tags": dict(find_tags or {})}
+                   "logs_model": logs_model, "find_tags": dict(find_tags or {}),
+                   "spool_dir": str(spool_dir), "grace_s": grace_s, "every_s": every_s}
         self._worker = context.Process(target=_serve, args=(opening, self._calls, self._replies),
                                        name="mlflow-tracker", daemon=True)
         self._worker.start()
         self._run_id: str | None = None
+        self._open_error: str | None = None
         self._opened = False
         self._finished = False
 
     @property
     def run_id(self) -> str | None:
-        """The run's id, once the worker has opened it (waits for that)."""
+        """The run's id, once the worker has opened it (waits for that); None if it could not."""
         if not self._opened:
-            self._run_id = self._reply("opened")
+            self._run_id, self._open_error = self._reply("opened")
             self._opened = True
         return self._run_id
+
+    def wait_open(self) -> str:
+        """Wait until the run is open in the store; a store that cannot be reached is a TrackingError.
+
+        Call it before expensive work: a wrong URI or a server that is down then costs one
+        line, not a training whose run is nowhere.
+        """
+        run_id = self.run_id
+        if run_id is None:
+            raise TrackingError(f"MLflow tracking store {self._uri} cannot be reached: {self._open_error}")
+        return run_id
 
     def log_metrics(
         self, metrics: Mapping[str, float], step: int | None = None, timestamp_ms: int | None = None
@@ -153,22 +186,30 @@ class RunTracker:
         # else: nothing would read it; finish() reports the dead worker
 
     def finish(self, status: str = "FINISHED") -> str | None:
-        """Wait for everything queued, end the run with `status`, return its id."""
+        """Wait for everything queued, end the run with `status`, return its id.
+
+        What the store did not take (it went away and is still gone) stays in the spool:
+        one line on stderr says where and how to deliver it; that is no error of the stage.
+        """
         if self._finished:
             return self._run_id
         self._finished = True
-        self._put(("finish", status))
+        self._put(("end", status))
         run_id = self.run_id
-        error = self._reply("finished")
+        error, undelivered = self._reply("finished")
         self._worker.join()
         if error is not None:
             raise TrackingError(f"MLflow tracking at {self._uri} failed: {error}")
+        if undelivered is not None:
+            print(f"warning: MLflow store {self._uri} unreachable ({undelivered['reason']}): "
+                  f"{undelivered['what']} of run {run_id} kept in {undelivered['spool']}; "
+                  f"deliver them later with `python -m unmix.deliver`", file=sys.stderr, flush=True)
         return run_id
 
     def _reply(self, expected: str) -> Any:
         while True:
             try:
-                kind, value = self._replies.get(timeout=1.0)
+                kind, *value = self._replies.get(timeout=1.0)
             except queue.Empty:
                 if not self._worker.is_alive():
                     # Unread calls would block this process's exit on the queue's feeder.
@@ -176,7 +217,7 @@ class RunTracker:
                     raise TrackingError(f"MLflow tracking at {self._uri} failed: the tracking process died") from None
                 continue
             if kind == expected:
-                return value
+                return value[0] if len(value) == 1 else value
 
     def __enter__(self) -> RunTracker:
         return self
@@ -192,7 +233,7 @@ class RunTracker:
 
 
 def _serve(opening: dict, calls: Any, replies: Any) -> None:
-    """The worker process: open the run, then apply queued calls until told to finish."""
+    """The worker process: open the run, then deliver queued calls until told to finish."""
     # Ctrl-C, or a SIGTERM sent to the whole process group: the parent decides the run's
     # status (KILLED, after its last checkpoint); a parent that dies ends this worker anyway.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -200,63 +241,85 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
     # The queue brought the caller's write end along; closed here, a caller that dies in
     # the middle of a message leaves an end of file, not a read that waits forever.
     calls._writer.close()
-    # Training keeps both cores busy in OpenMP regions that wait for their slowest thread:
-    # at normal priority every slice this process takes stalls both. Niced, it runs in the
-    # gaps; when the caller waits in finish() it has the machine to itself anyway.
+    # Start-up (imports, store, run) at normal priority: the caller is importing torch and
+    # loading data meanwhile, and waits for the run before training (wait_open).
+    mlflow, error, run_id = None, None, None
+    try:
+        mlflow = _import_mlflow()
+        mlflow.set_tracking_uri(opening["uri"])
+        run_id = _open_run(mlflow, opening)
+    except Exception as caught:  # noqa: BLE001 - reported to the caller by wait_open()/finish()
+        error = _one_line(caught)
+    replies.put(("opened", run_id, error))
+    if error is None and opening["logs_model"]:
+        try:
+            import mlflow.pytorch  # noqa: F401 - imported now, while training runs, not at the end
+        except Exception as caught:  # noqa: BLE001
+            error = _one_line(caught)
+        _skip_requirement_check()
+    # Only now niced. Training keeps both cores busy in OpenMP regions that wait for their
+    # slowest thread: every slice this process takes at normal priority stalls both; niced,
+    # it mostly runs in the gaps. Niced from the start, its own start-up crawled at ~2% of a
+    # core and the first metrics came minutes late. A send is ~tens of ms of CPU, so even
+    # niced on a loaded machine it lands within seconds (measured: README, Watching a run).
     try:
         os.nice(WORKER_NICENESS)
     except OSError:
         pass
-    mlflow, error, run_id = None, None, None
-    try:
-        import mlflow
-
-        mlflow.set_tracking_uri(opening["uri"])
-        run_id = _open_run(mlflow, opening)
-    except Exception as caught:  # noqa: BLE001 - reported to the caller by finish()
-        error = _one_line(caught)
-    if error is None and opening["logs_model"]:
+    spool = Spool.create(Path(opening["spool_dir"]), opening["uri"], run_id or "unopened")
+    courier = Courier(lambda batch: _send(mlflow, run_id, batch), spool, every_s=opening["every_s"],
+                      on_outage=lambda reason: _say(f"warning: MLflow store {opening['uri']} unreachable ({reason}); "
+                                                    "training goes on, tracking calls wait on disk and are retried"),
+                      on_recovery=lambda waited: _say(f"MLflow store {opening['uri']} reachable again: "
+                                                      f"{waited} waiting calls delivered"))
+    status = None
+    while status is None:
+        due = courier.due_in()
         try:
-            import mlflow.pytorch  # noqa: F401 - imported now, while the caller is still starting up
-        except Exception as caught:  # noqa: BLE001
-            error = _one_line(caught)
-        _skip_requirement_check()
-    replies.put(("opened", run_id))  # ready: nothing left to import
-    status = "FAILED"
-    backlog: collections.deque = collections.deque()
-    while True:
-        try:
-            call = backlog.popleft() if backlog else calls.get(timeout=PARENT_CHECK_S)
+            call = calls.get(timeout=PARENT_CHECK_S if due is None else max(due, 0.001))
         except queue.Empty:
-            if multiprocessing.parent_process().is_alive():
-                continue
-            error = "the training process died"  # killed: no finish will come
-            break
+            if due is not None:
+                courier.deliver()
+            elif not multiprocessing.parent_process().is_alive():
+                error, status = error or "the training process died", "FAILED"  # killed: no finish will come
+            continue
         except (EOFError, OSError):
-            error = "the training process died while sending"
+            error, status = error or "the training process died while sending", "FAILED"
             break
-        if call[0] == "finish":
+        if call[0] == "end":
             status = call[1]
-            break
-        if error is None:
-            try:
-                if call[0] == "metrics":
-                    _log_metric_calls(mlflow, run_id, [call, *_queued_metric_calls(calls, backlog)])
-                else:
-                    _apply(mlflow, call)
-            except BaseException as caught:  # noqa: BLE001 - reported to the caller by finish()
-                error = _one_line(caught)
+        elif error is None:
+            courier.add(call)
+            if courier.due_in() == 0:
+                courier.deliver()
+    undelivered = None
     if run_id is not None:
-        try:
-            mlflow.end_run(status="FAILED" if error is not None else status)
-        except Exception as caught:  # noqa: BLE001
-            error = error or _one_line(caught)
-    replies.put(("finished", error))
+        courier.add(("end", "FAILED" if error is not None else status))
+        if not courier.deliver_until(time.monotonic() + opening["grace_s"]):
+            undelivered = {"reason": courier.last_error, "what": describe(list(courier.pending)),
+                           "spool": str(spool.path)}
+    replies.put(("finished", error, undelivered))
     # The run is ended and stored. Skip the interpreter's teardown of torch and mlflow
     # (~1.2 s here), which the caller would wait for in join(); only the reply must get out.
     replies.close()
     replies.join_thread()
     os._exit(0)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _import_mlflow() -> Any:
+    """mlflow, failing fast on a server that is down, its INFO chatter (store migrations) kept off stderr."""
+    for name, value in HTTP_DEFAULTS.items():  # a person's own settings win
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    import mlflow
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return mlflow
 
 
 def _skip_requirement_check() -> None:
@@ -274,25 +337,17 @@ def _skip_requirement_check() -> None:
         pass
 
 
-def _queued_metric_calls(calls: Any, backlog: collections.deque) -> list[tuple]:
-    """Take every call already waiting; return the metrics calls at its head, keep the rest in order."""
-    while True:
-        try:
-            backlog.append(calls.get_nowait())
-        except queue.Empty:
-            break
-    taken = []
-    while backlog and backlog[0][0] == "metrics":
-        taken.append(backlog.popleft())
-    return taken
+def _send(mlflow: Any, run_id: str, batch: list[tuple]) -> None:
+    """One store round trip: a batch of metrics calls as one log_batch, or one other call."""
+    if batch[0][0] == "metrics":
+        _log_metric_calls(mlflow, run_id, batch)
+    else:
+        (call,) = batch
+        _apply(mlflow, call)
 
 
 def _log_metric_calls(mlflow: Any, run_id: str, metric_calls: list[tuple]) -> None:
-    """All these queued metrics calls as one store round trip.
-
-    The niced worker falls behind while training has the cores and catches up with one
-    batch instead of one write per epoch.
-    """
+    """All these queued metrics calls as one store round trip (several epochs' worth after a wait)."""
     from mlflow.entities import Metric
 
     metrics = [Metric(key, value, timestamp, step or 0)
@@ -319,6 +374,9 @@ def _apply(mlflow: Any, call: tuple) -> None:
         logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its pickle warning: our own model
         # Pickle, not the traced pt2 format: the model returns a pair of tensors.
         mlflow.pytorch.log_model(model, name=name, pip_requirements=requirements, serialization_format="pickle")
+    elif kind == "end":
+        (status,) = args
+        mlflow.end_run(status=status)
     else:
         raise ValueError(f"unknown tracking call {kind!r}")
 
@@ -399,19 +457,57 @@ def _latest_run_with_tags(mlflow: Any, experiment_id: str, tags: Mapping[str, st
 
 
 def _experiment_id(mlflow: Any, name: str, artifact_root: str | None) -> str:
+    """The experiment's id, created if missing, and tagged to open in MLflow's model-training view."""
     from mlflow.exceptions import MlflowException
 
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
+    if experiment is None:
+        try:
+            return mlflow.create_experiment(name, artifact_location=artifact_root,
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException:
+            # Another process (a parallel dvc queue worker) created it first.
+            experiment = mlflow.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before unmix set it; a user's choice stays
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
+
+
+def deliver_spool(path: Path, uri: str | None = None) -> tuple[str, str, list[tuple]]:
+    """Deliver a spool's calls, in order, into the run they were made for.
+
+    `uri` overrides the store the spool names (the store moved). Returns the store, the
+    run and the calls delivered; deletes the spool when all are in. A failure keeps the
+    rest in the spool, marks how far it got, and is a TrackingError.
+    """
+    from unmix.delivery import next_batch
+
+    header, already, calls = read_spool(path)
+    uri, run_id = uri or header["uri"], header["run_id"]
+    pending = collections.deque(calls)
+    delivered = 0
     try:
-        return mlflow.create_experiment(name, artifact_location=artifact_root)
-    except MlflowException:
-        # Another process (a parallel dvc queue worker) created it first.
-        experiment = mlflow.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+        mlflow = _import_mlflow()
+        mlflow.set_tracking_uri(uri)
+        status_before = mlflow.get_run(run_id).info.status
+        mlflow.start_run(run_id=run_id)  # the fluent calls (images, artifacts, model) need it active
+        while pending:
+            batch = next_batch(pending)
+            _send(mlflow, run_id, batch)
+            for _ in batch:
+                pending.popleft()
+            delivered += len(batch)
+        if mlflow.active_run() is not None:  # no end in the spool (its process was killed): as it was
+            mlflow.end_run(status=status_before if status_before != "RUNNING" else "KILLED")
+    except Exception as error:  # noqa: BLE001 - one line for the person running the command
+        if delivered:
+            note_delivered(path, already + delivered)
+        raise TrackingError(f"MLflow store {uri} did not take run {run_id}'s calls from {path}: "
+                            f"{_one_line(error)}") from None
+    remove_spool(path)
+    return uri, run_id, calls
 
 
 class NullTracker:

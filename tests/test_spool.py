@@ -1,0 +1,79 @@
+"""The spool: every kind of tracking call survives a trip to disk and back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unmix.spool import Spool, SpoolError, count_metric_values, describe, read_spool, spool_files
+
+
+def test_every_kind_of_call_comes_back_as_it_went(tmp_path: Path) -> None:
+    import torch
+
+    figure = tmp_path / "figure.png"
+    figure.write_bytes(b"png bytes")
+    image = np.arange(2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 3)
+    model = torch.nn.Linear(2, 1)
+    spool = Spool.create(tmp_path / "spool", "http://127.0.0.1:5000", "abc")
+    calls = [("metrics", {"train/l1": 0.5, "valid/l1": 0.25}, 3, 1234), ("image", image, "reconstructions/valid", 3),
+             ("artifact", str(figure), "figures"), ("model", model, "model"), ("end", "FINISHED")]
+    for call in calls:
+        spool.append(call)
+    figure.write_bytes(b"rewritten later")  # the spool kept a copy of the file as it was
+
+    (path,) = spool_files(tmp_path / "spool")
+    assert path == spool.path and path.name.startswith("abc-")
+    header, delivered, back = read_spool(path)
+    assert header == {"spool": 1, "uri": "http://127.0.0.1:5000", "run_id": "abc"} and delivered == 0
+    assert back[0] == calls[0]
+    assert back[1][0] == "image" and np.array_equal(back[1][1], image) and back[1][2:] == ("reconstructions/valid", 3)
+    assert back[2][0] == "artifact" and Path(back[2][1]).read_bytes() == b"png bytes" and back[2][2] == "figures"
+    assert back[3][0] == "model" and torch.equal(back[3][1].weight, model.weight) and back[3][2] == "model"
+    assert back[4] == ("end", "FINISHED")
+
+
+def test_marking_delivered_skips_those_calls_and_all_of_them_deletes_the_spool(tmp_path: Path) -> None:
+    spool = Spool.create(tmp_path, "u", "run")
+    for step in (1, 2, 3):
+        spool.append(("metrics", {"a": float(step)}, step, 0))
+    spool.mark_delivered(2)
+    assert read_spool(spool.path)[1:] == (2, [("metrics", {"a": 3.0}, 3, 0)])
+    spool.mark_delivered(3)
+    assert spool_files(tmp_path) == []
+
+
+def test_a_file_that_is_no_spool_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"call": "metrics"}\n')
+    with pytest.raises(SpoolError, match="not an unmix spool file"):
+        read_spool(path)
+    path.write_text("{broken\n")
+    with pytest.raises(SpoolError, match="cannot read"):
+        read_spool(path)
+
+
+def test_describe_counts_what_a_person_would() -> None:
+    calls = [("metrics", {"a": 1.0, "b": 2.0}, 1, 0), ("metrics", {"a": 1.5}, 2, 0), ("image", None, "k", 2),
+             ("model", None, "model"), ("end", "FINISHED")]
+    assert count_metric_values(calls) == 3
+    assert describe(calls) == "3 metric values, 1 image, the model, the run's end"
+    assert describe([]) == "nothing"
+
+
+def test_a_spool_whose_writer_still_runs_is_not_ours_to_deliver(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from unmix.spool import writer_alive
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert writer_alive(tmp_path / f"run-20261126T000000-{sleeper.pid}.jsonl")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not writer_alive(tmp_path / f"run-20261126T000000-{sleeper.pid}.jsonl")
+    assert not writer_alive(tmp_path / "odd-name.jsonl")
