@@ -85,6 +85,7 @@ def test_checkpoint_cost_prints_size_share_and_ratio(tmp_path):
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update(TINY_DATA)
+    params["figures"]["n_pairs"] = 3
     params["sets"]["seed"].update(epochs=2, batch_size=16)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = run_benchmark("checkpoint_cost.py", "--set", "seed", "--params", str(tmp_path / "params.yaml"),
