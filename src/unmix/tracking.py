@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 import fcntl
 import logging
@@ -177,8 +178,11 @@ class RunTracker:
         self._put(("artifact", str(path), artifact_path))
 
     def log_model(self, model: Any, name: str = "model") -> None:
-        """Queue the PyTorch model as an MLflow model; do not change it until `finish`."""
-        self._put(("model", model, name))
+        """Queue a copy of the PyTorch model, to be logged as an MLflow model."""
+        # A copy: the queue's feeder thread pickles what is put, and torch's reducers move a
+        # tensor's storage into shared memory as they do, while this thread may be saving
+        # the same weights (seen: torch.save failing with "Bad address" mid-write).
+        self._put(("model", copy.deepcopy(model), name))
 
     def _put(self, call: tuple) -> None:
         if self._worker.is_alive():
