@@ -32,7 +32,7 @@ class Spool:
 
     Calls are the worker's tuples: ("metrics", {key: value}, step, timestamp_ms),
     ("image", uint8 array, key, step), ("artifact", path, artifact_path),
-    ("model", module, name), ("end", status).
+    ("model", module, name), ("tags", {key: value}), ("end", status).
     """
 
     def __init__(self, path: Path, header: dict) -> None:
@@ -96,6 +96,8 @@ class Spool:
             file = self._blob(f"model-{index:05d}.pt")
             torch.save(model, file)
             return {"call": kind, "file": file.name, "name": name}
+        if kind == "tags":
+            return {"call": kind, "tags": dict(args[0])}
         if kind == "end":
             return {"call": kind, "status": args[0]}
         raise ValueError(f"unknown tracking call {kind!r}")
@@ -143,6 +145,8 @@ def _call(record: dict, blobs: Path) -> tuple:
         import torch
 
         return ("model", torch.load(blobs / record["file"], weights_only=False), record["name"])
+    if kind == "tags":
+        return ("tags", record["tags"])
     if kind == "end":
         return ("end", record["status"])
     raise ValueError(f"unknown tracking call {kind!r}")
