@@ -19,6 +19,7 @@ import numpy as np
 from unmix.config import DataConfig, SetConfig
 from unmix.errors import UnmixError
 from unmix.paths import project_root
+from unmix.store import check_store, open_experiment
 
 DEFAULT_STORE_NAME = "mlflow.db"
 PARENT_CHECK_S = 5.0  # how often an idle tracking worker checks that its parent still lives
@@ -309,7 +310,7 @@ def _open_run(mlflow: Any, opening: dict) -> str:
     from mlflow.exceptions import MlflowException
 
     tags = dict(opening["tags"])
-    experiment_id = _experiment_id(mlflow, opening["experiment"], artifact_location(opening["uri"]))
+    experiment_id = open_experiment(mlflow, opening["uri"], opening["experiment"], artifact_location(opening["uri"]))
     run_id = opening["run_id"]
     if run_id is not None:
         try:
@@ -332,22 +333,6 @@ def _open_run(mlflow: Any, opening: dict) -> str:
         mlflow.end_run(status="FAILED")  # never leave a half-opened run RUNNING
         raise
     return run.info.run_id
-
-
-def _experiment_id(mlflow: Any, name: str, artifact_root: str | None) -> str:
-    from mlflow.exceptions import MlflowException
-
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return mlflow.create_experiment(name, artifact_location=artifact_root)
-    except MlflowException:
-        # Another process (a parallel dvc queue worker) created it first.
-        experiment = mlflow.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
 
 
 class NullTracker:
@@ -373,6 +358,7 @@ def open_tracker(
         return NullTracker()
     root = project_root(os.environ, Path.cwd())
     uri = resolve_tracking_uri(configured_uri, os.environ, root)
+    check_store(uri, "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "tracking.uri")
     return RunTracker(uri=uri, experiment=experiment, run_name=run_name, **run)
 
 
