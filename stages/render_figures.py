@@ -19,8 +19,8 @@ def recorded_run_id(outputs: Path) -> str | None:
     try:
         with np.load(outputs, allow_pickle=False) as arrays:
             return str(arrays["mlflow_run_id"]) or None
-    except (OSError, KeyError, ValueError):
-        return None  # a broken file: render_report names it
+    except Exception:  # noqa: BLE001 - any damage (BadZipFile, EOFError, ...): render_report names the file
+        return None
 
 
 def main(args: argparse.Namespace) -> None:
