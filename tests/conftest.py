@@ -79,7 +79,11 @@ def write_params(project: Path, edit) -> None:
 @pytest.fixture
 def tiny_project(tmp_path: Path, mlflow_store_template: Path) -> Path:
     """A git + DVC copy of the project with tiny data and epochs, and a pre-made mlflow.db."""
-    project = tmp_path / "project"
+    return make_tiny_project(tmp_path / "project", mlflow_store_template)
+
+
+def make_tiny_project(project: Path, mlflow_store_template: Path) -> Path:
+    """What `tiny_project` makes, at `project` (module-scoped fixtures build theirs with it)."""
     for name in PROJECT_FILES:
         source, target = REPO / name, project / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +91,7 @@ def tiny_project(tmp_path: Path, mlflow_store_template: Path) -> Path:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, target)
-    (project / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n")
+    (project / ".gitignore").write_text("/mlflow.db\n/mlflow.db.lock\n/mlartifacts/\n")
 
     def shrink(params: dict) -> None:
         params["data"].update(TINY_DATA)
