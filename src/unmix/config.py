@@ -81,7 +81,7 @@ class SetConfig:
     batch_size: int = field(default=192, metadata=_at_least(2))  # images per step, two per pair
     lr: float = field(default=5e-4, metadata={"min": 0.0, "exclusive": True})  # Adam step size (peak)
     schedule: str = field(default="constant", metadata=_choice(SCHEDULES))  # onecycle: warm up, anneal
-    seed: int = field(default=0, metadata=_at_least(0))  # weight init, dropout and batch order
+    seed: int = field(default=0, metadata=_between(0, 2**64 - 1))  # init, dropout, batch order (torch's range)
     flip: bool = False  # random horizontal flips of training images
     fresh_pairs: bool = True  # new random pairs every batch (the seed's way); else fixed pairs
     validate_every: int = field(default=1, metadata=_at_least(1))  # epochs between validations
