@@ -108,13 +108,21 @@ def start_two_workers(project: Path) -> None:
     dies ("Unrecoverable error: JSONDecodeError", treeverse/dvc-task#73): start the first,
     wait until `dvc queue status` sees it, then ask for two.
     """
-    run_command(["dvc", "queue", "start", "-j", "1"], project)
+    start_workers(project, 1)
     deadline = time.monotonic() + WORKER_START_TIMEOUT_S
     while not re.search(r"Worker status: (1 active|0 active, 1 idle)",
                         run_command(["dvc", "queue", "status"], project).stdout):
         assert time.monotonic() < deadline, "the first queue worker did not start"
         time.sleep(1)
-    run_command(["dvc", "queue", "start", "-j", "2"], project)
+    start_workers(project, 2)
+
+
+def start_workers(project: Path, count: int) -> None:
+    """`dvc queue start -j count`, its output to a file: the workers it leaves behind would
+    hold a pipe open, and reading the command's output would wait for them to finish."""
+    with open(project / ".dvc" / "tmp" / f"queue-start-{count}.log", "w") as log:
+        subprocess.run(["dvc", "queue", "start", "-j", str(count)], cwd=project, stdout=log, stderr=log, check=True,
+                       env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}, timeout=120)
 
 
 def wait_for_queue(project: Path, names: list[str]) -> dict[str, str]:

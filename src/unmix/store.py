@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from unmix.atomic import check_writable
-from unmix.errors import UnmixError
+from unmix.errors import OutputError, UnmixError
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ def check_store(uri: str, named: str) -> None:
     `named` says where the URI came from (MLFLOW_TRACKING_URI or tracking.uri). Cheap: no
     mlflow import, one SQLite connection; a store that does not exist yet must be creatable.
     """
-    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in TRACKING_SCHEMES:
         raise StoreError(
             f"{named}={uri}: not a tracking store; expected sqlite:///<file>, http(s)://<server> "
@@ -68,7 +68,10 @@ def check_store(uri: str, named: str) -> None:
     if database is None:
         return
     if not database.exists():
-        check_writable(database)  # SQLite creates it, and a journal beside it
+        try:
+            check_writable(database)  # SQLite creates it, and a journal beside it
+        except OutputError as error:
+            raise StoreError(str(error)) from None
         return
     if not database.is_file():
         raise StoreError(f"{database}: not a file; expected an MLflow SQLite store ({named})")
@@ -126,6 +129,10 @@ def _get_or_create_experiment(mlflow: Any, uri: str, name: str, artifact_locatio
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            raise StoreError(f"tracking.experiment={name}: deleted in {uri}; expected a live experiment "
+                             f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) "
+                             "or another name")
         return experiment.experiment_id
     try:
         return client.create_experiment(name, artifact_location=artifact_location)
