@@ -15,7 +15,9 @@ from conftest import BIN, git, run_command, write_params
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = (6, 7, 8, 9)  # one queued experiment each; distinct so every run shows whose it is
+# name: (lr, epochs). The queue is first in, first out: the first two, one per worker, train
+# long enough to overlap although the second worker starts a few seconds after the first.
+EXPERIMENTS = {"lr1e-3": (0.001, 30), "lr2e-3": (0.002, 30), "lr5e-4": (0.0005, 5), "lr1e-4": (0.0001, 6)}
 QUEUE_TIMEOUT_S = 900
 WORKER_START_TIMEOUT_S = 120
 
@@ -53,10 +55,10 @@ def training_window(client, run) -> tuple[float, float]:
 
 def test_queued_sweep_with_two_workers_on_a_fresh_store(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     one_set_project(tiny_project, monkeypatch)
-    names = [f"epochs{epochs}" for epochs in EPOCHS]
-    for name, epochs in zip(names, EPOCHS):
-        run_command(["dvc", "exp", "run", "--queue", "--name", name, "-S", f"sets.seed.epochs={epochs}"],
-                    tiny_project)
+    names = list(EXPERIMENTS)
+    for name, (lr, epochs) in EXPERIMENTS.items():
+        run_command(["dvc", "exp", "run", "--queue", "--name", name, "-S", f"sets.seed.lr={lr}",
+                     "-S", f"sets.seed.epochs={epochs}"], tiny_project)
     start_two_workers(tiny_project)
     statuses = wait_for_queue(tiny_project, names)
     logs = {name: run_command(["dvc", "queue", "logs", name], tiny_project, check=False).stdout for name in names}
@@ -73,11 +75,11 @@ def test_queued_sweep_with_two_workers_on_a_fresh_store(tiny_project: Path, monk
         by_experiment.setdefault(run.data.tags.get("dvc.exp_name"), []).append(run)
     assert sorted(by_experiment) == sorted(names)
     windows = {}
-    for name, epochs in zip(names, EPOCHS):
+    for name, (lr, epochs) in EXPERIMENTS.items():
         (run,) = by_experiment[name]  # exactly one run per set, and one set
         assert run.info.status == "FINISHED"
         assert run.data.tags["unmix.set"] == "seed"
-        assert run.data.params["set.epochs"] == str(epochs)
+        assert (run.data.params["set.lr"], run.data.params["set.epochs"]) == (str(lr), str(epochs))
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/l1")]
         assert sorted(steps) == list(range(1, epochs + 1))
         assert "test/best/psnr" in run.data.metrics  # evaluate logged to the same run
@@ -149,7 +151,7 @@ def test_two_clones_repro_at_once_into_one_store(tiny_project: Path, tmp_path: P
     clones = [tmp_path / "clone_a", tmp_path / "clone_b"]
     for clone, lr in zip(clones, ("0.001", "0.002")):
         git(tmp_path, "clone", "-q", str(tiny_project), str(clone))
-        write_params(clone, lambda p: p["sets"]["seed"].update(lr=float(lr)))
+        write_params(clone, lambda p: p["sets"]["seed"].update(lr=float(lr), epochs=20))
     store = tmp_path / "shared" / "mlflow.db"  # does not exist yet: both race to create it
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": f"sqlite:///{store}", "PYTHONUNBUFFERED": "1"}
@@ -166,7 +168,8 @@ def test_two_clones_repro_at_once_into_one_store(tiny_project: Path, tmp_path: P
     for run in runs:
         assert run.info.status == "FINISHED"
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/l1")]
-        assert sorted(steps) == [1, 2, 3, 4, 5]
+        assert sorted(steps) == list(range(1, 21))
     (a, b) = (training_window(client, run) for run in runs)
-    print(f"clone trainings overlap {min(a[1], b[1]) - max(a[0], b[0]):.2f} s; "
-          f"train waits on MLflow (s): {[waits(output) for output in outputs]}")
+    overlap = min(a[1], b[1]) - max(a[0], b[0])
+    print(f"clone trainings overlap {overlap:.2f} s; train waits on MLflow (s): {[waits(o) for o in outputs]}")
+    assert overlap > 0, (a, b)

@@ -30,8 +30,12 @@ def test_servers_and_databases_are_not_opened_here(uri: str) -> None:
     check_store(uri, "MLFLOW_TRACKING_URI")  # no connection attempted: nothing raised
 
 
-def test_a_store_yet_to_be_created_needs_a_writable_folder(tmp_path: Path) -> None:
-    check_store(f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}", "tracking.uri")
+def test_a_store_yet_to_be_created_is_created_here_in_a_writable_folder(tmp_path: Path) -> None:
+    store = tmp_path / "new" / "mlflow.db"
+    check_store(f"sqlite:///{store}", "tracking.uri")
+    with sqlite3.connect(store) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"experiments", "runs", "metrics", "alembic_version"} <= tables
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match=r"mlflow.db: cannot be written \(.*file is a file\); expected a writable folder"):
         check_store(f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}", "tracking.uri")

@@ -55,8 +55,9 @@ def lock_path(database: Path) -> Path:
 def check_store(uri: str, named: str) -> None:
     """One line naming the store and what is wrong with it, before the stage does any work.
 
-    `named` says where the URI came from (MLFLOW_TRACKING_URI or tracking.uri). Cheap: no
-    mlflow import, one SQLite connection; a store that does not exist yet must be creatable.
+    `named` says where the URI came from (MLFLOW_TRACKING_URI or tracking.uri). Cheap when
+    the store exists (no mlflow import, one SQLite connection); a store that does not exist
+    yet is created here (`create_store`).
     """
     scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in TRACKING_SCHEMES:
@@ -67,15 +68,19 @@ def check_store(uri: str, named: str) -> None:
     database = sqlite_path(uri)
     if database is None:
         return
-    if not database.exists():
+    if not database.exists() or database.stat().st_size == 0:
         try:
             check_writable(database)  # SQLite creates it, and a journal beside it
         except OutputError as error:
             raise StoreError(str(error)) from None
+        create_store(uri, database)
         return
     if not database.is_file():
         raise StoreError(f"{database}: not a file; expected an MLflow SQLite store ({named})")
-    _check_database(database)
+    from filelock import FileLock
+
+    with FileLock(lock_path(database), timeout=STORE_LOCK_TIMEOUT_S):  # not while another creates it
+        _check_database(database)
 
 
 def _check_database(database: Path) -> None:
@@ -104,6 +109,26 @@ def _check_database(database: Path) -> None:
         ) from None
     finally:
         connection.close()
+
+
+def create_store(uri: str, database: Path) -> None:
+    """Create the SQLite store now, in the stage's own process, under the lock.
+
+    Left to the tracking worker, MLflow's migrations (~9 s of CPU) would run at the
+    worker's low priority: with two trainings holding both cores that took over a minute,
+    which the stage then waited for after its training. Here they cost ~10 s once, before
+    the training starts; a second process arriving meanwhile waits for them on the lock.
+    """
+    import mlflow
+    from filelock import FileLock
+
+    _wait_longer_for_sqlite_locks()
+    try:
+        with FileLock(lock_path(database), timeout=STORE_LOCK_TIMEOUT_S):
+            retry_when_locked(lambda: mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1))
+    except Exception as error:  # noqa: BLE001 - MLflow and SQLAlchemy raise many types
+        text = str(error).strip()
+        raise StoreError(f"{database}: cannot create the MLflow store ({text.splitlines()[0] if text else error!r})") from None
 
 
 def open_experiment(mlflow: Any, uri: str, name: str, artifact_location: str | None) -> str:
