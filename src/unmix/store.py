@@ -6,7 +6,8 @@ lock: two `dvc queue` workers starting on a fresh clone both migrate and one fai
 process arriving halfway through another's migration starts migrating too. Every opening
 of a local SQLite store here therefore takes an exclusive file lock beside the .db
 (`<db>.lock`, released by the kernel if its holder dies); once the store is complete the
-lock is held for the few milliseconds an opening takes.
+lock is held for the few milliseconds an opening takes. A store that does not exist yet is
+created by the stage's own process before its work, not by its low-priority tracking worker.
 
 After that SQLite serialises writers itself: MLflow's sessions wait up to 20 s for a lock
 (`PRAGMA busy_timeout`), and connections opened outside a session (engine creation, schema
@@ -77,10 +78,14 @@ def check_store(uri: str, named: str) -> None:
         return
     if not database.is_file():
         raise StoreError(f"{database}: not a file; expected an MLflow SQLite store ({named})")
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
-    with FileLock(lock_path(database), timeout=STORE_LOCK_TIMEOUT_S):  # not while another creates it
-        _check_database(database)
+    try:
+        with FileLock(lock_path(database), timeout=STORE_LOCK_TIMEOUT_S):  # not while another creates it
+            _check_database(database)
+    except Timeout:
+        raise StoreError(f"{lock_path(database)}: held by another process for {STORE_LOCK_TIMEOUT_S:.0f} s; "
+                         "expected it free once the store exists") from None
 
 
 def _check_database(database: Path) -> None:
