@@ -203,9 +203,13 @@ def test_bad_structure(built: Path, case: str) -> None:
     ("data:\n  source: shapes\n n_train: 5\n", "not valid YAML"),  # indentation
     ("- data\n- sets\n", "expected a mapping with data, tracking, figures and sets"),
     ("", "expected a mapping with data, tracking, figures and sets"),
-], ids=["unclosed", "indentation", "a list", "empty file"])
-def test_params_file_that_does_not_parse(built: Path, text: str, named: str) -> None:
-    (built / "unparsable.yaml").write_text(text)
+    ("data: !!python/object:os.system {}\n", "not valid YAML"),
+    (b"data:\n  source: \xff\xfe\n", "not UTF-8 text (byte 16); expected a YAML file"),
+    ("sets:\n  seed: {epochs: 3}\n  seed: {epochs: 4}\n", "not valid YAML (duplicate key 'seed' on line 3)"),
+], ids=["unclosed", "indentation", "a list", "empty file", "a python tag", "not UTF-8", "a key twice"])
+def test_params_file_that_does_not_parse(built: Path, text: str | bytes, named: str) -> None:
+    path = built / "unparsable.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     expect_one_line_failure(built, stage_command(built, "train", "unparsable.yaml"), "unparsable.yaml: ", named)
 
 
