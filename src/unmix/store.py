@@ -86,6 +86,11 @@ def check_store(uri: str, named: str) -> None:
     except Timeout:
         raise StoreError(f"{lock_path(database)}: held by another process for {STORE_LOCK_TIMEOUT_S:.0f} s; "
                          "expected it free once the store exists") from None
+    except OSError as error:  # the lock file cannot be made: the folder is read-only
+        raise StoreError(
+            f"{database}: the MLflow store is read-only (cannot create {lock_path(database).name} beside it: "
+            f"{error.strerror or error}); expected a writable file in a writable folder"
+        ) from None
 
 
 def _check_database(database: Path) -> None:
