@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from unmix.atomic import atomic_directory
-from unmix.cli import run_stage, stage_parser
+from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
 from unmix.datasets import acquire_images, save_raw
 from unmix.paths import project_root
@@ -27,5 +27,5 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
-    parser.add_argument("--out", type=Path, default=Path("data/raw"))
+    parser.add_argument("--out", type=output_path, default="data/raw")
     run_stage(main, parser)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unmix.cli import run_stage, stage_parser
+from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
 from unmix.imageset import write_npz_atomically
 from unmix.reporting import write_metrics
@@ -53,6 +53,6 @@ if __name__ == "__main__":
     parser = stage_parser(__doc__, with_set=True)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("data/subset"))
-    parser.add_argument("--metrics", type=Path, required=True)
-    parser.add_argument("--outputs", type=Path, required=True, help="per-pair outputs and scores (.npz)")
+    parser.add_argument("--metrics", type=output_path, required=True)
+    parser.add_argument("--outputs", type=output_path, required=True, help="per-pair outputs and scores (.npz)")
     run_stage(main, parser)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from unmix.atomic import atomic_directory
-from unmix.cli import run_stage, stage_parser
+from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
 from unmix.datasets import load_raw
 from unmix.subset import draw_subsets, save_subsets
@@ -25,5 +25,5 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
-    parser.add_argument("--out", type=Path, default=Path("data/subset"))
+    parser.add_argument("--out", type=output_path, default="data/subset")
     run_stage(main, parser)

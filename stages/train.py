@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from unmix.checkpoints import ResumeCheckpoint, checkpoint_folder
-from unmix.cli import run_stage, stage_parser
+from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
 from unmix.paths import project_root
 from unmix.reporting import write_history
@@ -81,6 +81,6 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = stage_parser(__doc__, with_set=True)
     parser.add_argument("--data", type=Path, default=Path("data/subset"))
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--history", type=Path, required=True)
+    parser.add_argument("--model", type=output_path, required=True)
+    parser.add_argument("--history", type=output_path, required=True)
     run_stage(main, parser)

@@ -107,7 +107,8 @@ def make_tiny_project(project: Path, mlflow_store_template: Path) -> Path:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, target)
-    (project / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/checkpoints/\n/reports/wall_time/\n/mlflow-spool/\n")
+    (project / ".gitignore").write_text(
+        "/mlflow.db\n/mlflow.db.lock\n/mlartifacts/\n/checkpoints/\n/reports/wall_time/\n/mlflow-spool/\n")
 
     def shrink(params: dict) -> None:
         params["data"].update(TINY_DATA)

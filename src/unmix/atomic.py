@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from unmix.errors import OutputError
+
 
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
@@ -24,6 +26,24 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: Path | str) -> None:
+    """One line naming `path` unless an output can be written there, i.e. beside it, then renamed.
+
+    A probe file is made and removed: the one test that holds for root, read-only mounts,
+    full quotas and a parent that is a file alike.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is a file" if blocker else (error.strerror or type(error).__name__)
+        raise OutputError(f"{path}: cannot be written ({reason}); expected a writable folder {path.parent}") from None
 
 
 def _umask() -> int:

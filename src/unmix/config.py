@@ -88,7 +88,7 @@ class SetConfig:
     batch_size: int = field(default=192, metadata=_at_least(2))  # images per step, two per pair
     lr: float = field(default=5e-4, metadata={"min": 0.0, "exclusive": True})  # Adam step size (peak)
     schedule: str = field(default="constant", metadata=_choice(SCHEDULES))  # onecycle: warm up, anneal
-    seed: int = field(default=0, metadata=_at_least(0))  # weight init, dropout and batch order
+    seed: int = field(default=0, metadata=_between(0, 2**64 - 1))  # init, dropout, batch order (torch's range)
     flip: bool = False  # random horizontal flips of training images
     fresh_pairs: bool = True  # new random pairs every batch (the seed's way); else fixed pairs
     validate_every: int = field(default=1, metadata=_at_least(1))  # epochs between validations
@@ -118,12 +118,30 @@ def load_config(path: Path | str = "params.yaml") -> Config:
     """Read and validate a params file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: params file not found") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}); expected a YAML file") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({_first_line(error)})") from None
     return parse_config(raw, source=str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice: PyYAML would keep the last one silently."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, typing.Hashable):
+                continue  # PyYAML refuses it itself, below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} on line {key_node.start_mark.line + 1}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def parse_config(raw: Any, source: str = "params.yaml") -> Config:

@@ -1,5 +1,11 @@
 """Errors a user can fix: each carries one line naming the key, file or value at fault."""
 
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
 
 class UnmixError(Exception):
     """Base class: the stages print the message alone, with no traceback, and exit 1."""
@@ -11,3 +17,29 @@ class ConfigError(UnmixError):
 
 class DataError(UnmixError):
     """A data source cannot deliver what the parameters ask for."""
+
+
+class OutputError(UnmixError):
+    """A stage cannot write one of its outputs where it was told to."""
+
+
+@contextmanager
+def reading(path: Path | str, written_by: str) -> Iterator[None]:
+    """Whatever goes wrong reading `path` in the block becomes one line naming it and its maker.
+
+    Parsers of npz, JSON, CSV and torch files raise dozens of exception types on a truncated
+    or foreign file; to the user they all mean the same: this file is not what was expected.
+    """
+    try:
+        yield
+    except UnmixError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; expected the {written_by} stage's output (dvc repro writes it)") from None
+    except Exception as error:  # noqa: BLE001 - see above
+        text = str(error).strip()
+        reason = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+        raise DataError(
+            f"{path}: unreadable ({reason}); expected the {written_by} stage's output: `dvc repro` "
+            "writes it again"
+        ) from None

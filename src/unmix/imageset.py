@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from unmix.atomic import atomic_path
+from unmix.errors import reading
 
 IMAGE_SHAPE = (32, 32, 3)
 
@@ -48,9 +49,9 @@ def save_image_set(image_set: ImageSet, path: Path) -> None:
     write_npz_atomically(path, arrays)
 
 
-def load_image_set(path: Path) -> ImageSet:
-    """Read an .npz written by `save_image_set`."""
-    with np.load(path, allow_pickle=False) as npz:
+def load_image_set(path: Path, written_by: str = "download") -> ImageSet:
+    """Read an .npz written by `save_image_set`; a damaged file is one line naming it."""
+    with reading(path, written_by), np.load(path, allow_pickle=False) as npz:
         return ImageSet(npz["images"], npz["labels"], tuple(str(c) for c in npz["class_names"]))
 
 

@@ -141,9 +141,13 @@ def save_checkpoint(model: nn.Module, path, config: dict, metadata: dict) -> Non
 
 
 def load_checkpoint(path) -> tuple[nn.Module, dict]:
-    """The model (eval mode) and metadata saved by `save_checkpoint`."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(**checkpoint["model_config"])
-    model.load_state_dict(checkpoint["state_dict"])
+    """The model (eval mode) and metadata saved by `save_checkpoint`; a damaged file is one line."""
+    from unmix.errors import reading
+
+    with reading(path, "train"):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_model(**checkpoint["model_config"])
+        model.load_state_dict(checkpoint["state_dict"])
+        metadata = checkpoint["metadata"]
     model.eval()
-    return model, checkpoint["metadata"]
+    return model, metadata

@@ -9,6 +9,7 @@ import numpy as np
 from unmix import figures
 from unmix.atomic import atomic_directory, write_text_atomically
 from unmix.config import Config
+from unmix.errors import reading
 from unmix.reporting import read_history, read_metrics, require_report_inputs
 from unmix.subset import PairSet
 from unmix.experiment import pair_mixture
@@ -32,7 +33,8 @@ def render_report(config: Config, test: PairSet, eval_dir: Path, reports_dir: Pa
     final_dir = reports_dir / "figures"
     with atomic_directory(final_dir) as out:
         for name, set_config in config.sets.items():
-            with np.load(eval_dir / f"{name}.npz", allow_pickle=False) as outputs:
+            with reading(eval_dir / f"{name}.npz", "evaluate"), \
+                    np.load(eval_dir / f"{name}.npz", allow_pickle=False) as outputs:
                 output_1, output_2 = outputs["output_1"][:shown], outputs["output_2"][:shown]
             figures.save_figure(figures.learning_curves_figure(histories[name], name, dpi=dpi),
                                 out / f"learning_curves_{name}.png")

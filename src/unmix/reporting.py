@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from unmix.atomic import write_text_atomically
-from unmix.errors import DataError
+from unmix.errors import DataError, reading
 
 if TYPE_CHECKING:  # annotations only: importing training would load torch
     from unmix.training import EpochResult
@@ -41,7 +41,12 @@ def read_history(path: Path):
     """The history CSV as a pandas DataFrame (valid/l1 NaN where not measured)."""
     import pandas as pd
 
-    return pd.read_csv(path)
+    with reading(path, "train"):
+        history = pd.read_csv(path)
+        missing = [column for column in HISTORY_COLUMNS if column not in history.columns]
+        if missing:
+            raise ValueError(f"no {missing[0]!r} column")
+        return history
 
 
 def write_metrics(metrics: dict, path: Path) -> None:
@@ -51,7 +56,11 @@ def write_metrics(metrics: dict, path: Path) -> None:
 
 def read_metrics(path: Path) -> dict:
     """Read a metrics JSON written by `write_metrics`."""
-    return json.loads(Path(path).read_text())
+    with reading(path, "evaluate"):
+        metrics = json.loads(Path(path).read_text())
+        if not isinstance(metrics, dict) or not {"test", "baseline"} <= set(metrics):
+            raise ValueError("no 'test' and 'baseline' metrics")
+        return metrics
 
 
 def require_report_inputs(set_names: Sequence[str], eval_dir: Path, reports_dir: Path) -> None:

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from unmix.errors import DataError
+from unmix.errors import DataError, reading
 from unmix.imageset import ImageSet, load_image_set, save_image_set, write_npz_atomically
 from unmix.atomic import write_text_atomically
+
+
+SUBSET_META_KEYS = ("source", "test_from", "class_names", "digest")
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,24 @@ def load_subsets(directory: Path) -> Subsets:
     directory = Path(directory)
     pairs = {}
     for name in ("valid", "test"):
-        with np.load(directory / f"{name}.npz", allow_pickle=False) as npz:
+        path = directory / f"{name}.npz"
+        with reading(path, "subset"), np.load(path, allow_pickle=False) as npz:
             pairs[name] = PairSet(a=npz["a"], b=npz["b"])
+            if pairs[name].a.shape != pairs[name].b.shape or pairs[name].a.shape[1:] != (32, 32, 3):
+                raise ValueError(f"pairs of shapes {pairs[name].a.shape} and {pairs[name].b.shape}")
     meta = load_subset_meta(directory)
-    return Subsets(load_image_set(directory / "train.npz"), pairs["valid"], pairs["test"], meta["test_from"])
+    train = load_image_set(directory / "train.npz", written_by="subset")
+    return Subsets(train, pairs["valid"], pairs["test"], meta["test_from"])
 
 
 def load_subset_meta(directory: Path) -> dict:
     """The subset's meta.json: counts, source, class names and digest."""
-    return json.loads((Path(directory) / "meta.json").read_text())
+    path = Path(directory) / "meta.json"
+    with reading(path, "subset"):
+        meta = json.loads(path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(f"a JSON {type(meta).__name__}, not an object")
+        missing = [key for key in SUBSET_META_KEYS if key not in meta]
+        if missing:
+            raise ValueError(f"no {missing[0]!r} key")
+        return meta

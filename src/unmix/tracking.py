@@ -25,6 +25,7 @@ from unmix.delivery import DELIVER_EVERY_S, Courier
 from unmix.errors import UnmixError
 from unmix.paths import project_root
 from unmix.spool import SPOOL_DIR_NAME, Spool, describe, note_delivered, read_spool, remove_spool
+from unmix.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, check_store, open_experiment  # noqa: F401
 
 DEFAULT_STORE_NAME = "mlflow.db"
 PARENT_CHECK_S = 5.0  # how often an idle tracking worker checks that its parent still lives
@@ -32,8 +33,6 @@ ARTIFACTS_DIR_NAME = "mlartifacts"
 WORKER_NICENESS = 19
 # MLflow 3 opens an experiment in the view its kind names; without the tag its UI may
 # guess the GenAI overview. Ours trains models.
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-EXPERIMENT_KIND = "custom_model_development"
 # At the end, a store that is down gets this long (retries with backoff) before what it
 # has not taken is left in the spool.
 FINISH_GRACE_S = 10.0
@@ -389,7 +388,7 @@ def _open_run(mlflow: Any, opening: dict) -> str:
     from mlflow.exceptions import MlflowException
 
     tags = dict(opening["tags"])
-    experiment_id = _experiment_id(mlflow, opening["experiment"], artifact_location(opening["uri"]))
+    experiment_id = open_experiment(mlflow, opening["uri"], opening["experiment"], artifact_location(opening["uri"]))
     run_id = opening["run_id"]
     if run_id is None and opening.get("find_tags"):
         run_id = _latest_run_with_tags(mlflow, experiment_id, opening["find_tags"])
@@ -460,25 +459,6 @@ def _latest_run_with_tags(mlflow: Any, experiment_id: str, tags: Mapping[str, st
 # --- end of one writer per run ------------------------------------------------------
 
 
-def _experiment_id(mlflow: Any, name: str, artifact_root: str | None) -> str:
-    """The experiment's id, created if missing, and tagged to open in MLflow's model-training view."""
-    from mlflow.exceptions import MlflowException
-
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is None:
-        try:
-            return mlflow.create_experiment(name, artifact_location=artifact_root,
-                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
-        except MlflowException:
-            # Another process (a parallel dvc queue worker) created it first.
-            experiment = mlflow.get_experiment_by_name(name)
-            if experiment is None:
-                raise
-    if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before unmix set it; a user's choice stays
-        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-    return experiment.experiment_id
-
-
 def deliver_spool(path: Path, uri: str | None = None) -> tuple[str, str, list[tuple]]:
     """Deliver a spool's calls, in order, into the run they were made for.
 
@@ -537,6 +517,7 @@ def open_tracker(
         return NullTracker()
     root = project_root(os.environ, Path.cwd())
     uri = resolve_tracking_uri(configured_uri, os.environ, root)
+    check_store(uri, "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "tracking.uri")
     return RunTracker(uri=uri, experiment=experiment, run_name=run_name, **run)
 
 
