@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from unmix.errors import UnmixError
 
@@ -105,10 +106,13 @@ def register_run_model(
             client.set_model_version_tag(name, str(version), key, value)
         created = False
     else:
-        model_id = _logged_separator(client, run_id)
+        logged = _logged_separator(client, run_id)
         _ensure_registered_model(client, name, set_name)
-        version = int(client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, tags=tags,
-                                                  model_id=model_id).version)
+        # models:/<id>, as mlflow.register_model writes it (the UI links the logged model);
+        # the SQL registry resolves it through the global tracking URI, so that is the client's here.
+        with _global_tracking_uri(client.tracking_uri):
+            version = int(client.create_model_version(name, source=f"models:/{logged.model_id}", run_id=run_id,
+                                                      tags=tags, model_id=logged.model_id).version)
         created = True
     return Registration(name, version, created, settle_champion(client, name))
 
@@ -128,6 +132,18 @@ def settle_champion(client: Any, name: str) -> int | None:
             return current
         client.set_registered_model_alias(name, CHAMPION, str(best))
     return current
+
+
+@contextmanager
+def _global_tracking_uri(uri: str) -> Iterator[None]:
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def _versions(client: Any, filter_string: str) -> list[Any]:
@@ -156,8 +172,8 @@ def _ensure_registered_model(client: Any, name: str, set_name: str) -> None:
             raise  # else: another evaluation created it first
 
 
-def _logged_separator(client: Any, run_id: str) -> str:
-    """The id of the newest pickle-free separator the run logged."""
+def _logged_separator(client: Any, run_id: str) -> Any:
+    """The newest pickle-free separator the run logged (an MLflow LoggedModel)."""
     run = client.get_run(run_id)
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id],
                                          filter_string=f"source_run_id = '{run_id}'")
@@ -165,7 +181,7 @@ def _logged_separator(client: Any, run_id: str) -> str:
     if not separators:
         raise RegistryError(f"run {run_id} logged no unmix separator model (trained before models were "
                             f"logged pickle-free?): retrain the set to register it")
-    return max(separators, key=lambda m: m.creation_timestamp).model_id
+    return max(separators, key=lambda m: m.creation_timestamp)
 
 
 def register_evaluation(
