@@ -75,11 +75,6 @@ def load_separator(spec: str, cwd: Path, environ: Mapping[str, str]) -> Separato
 
 def load_checkpoint_file(path: Path) -> Separator:
     """A `models/<set>.pt` written by the train stage (weights only: nothing is unpickled freely)."""
-    import torch
-
-    from unmix.models import build_model
-    from unmix.serve.inference import separate_pictures
-
     if not path.exists():
         raise ModelError(f"--model {path}: no such file (expected a checkpoint such as models/best.pt, "
                          f"or a registered model such as models:/unmix-best@champion)")
@@ -87,6 +82,11 @@ def load_checkpoint_file(path: Path) -> Separator:
         raise ModelError(f"--model {path}: a folder; expected a checkpoint file")
     if not zipfile.is_zipfile(path):  # what torch.save writes; anything else is not ours
         raise ModelError(f"--model {path}: not an unmix checkpoint (not a PyTorch file)")
+    import torch
+
+    from unmix.models import build_model
+    from unmix.serve.inference import separate_pictures
+
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         config = checkpoint["model_config"]
