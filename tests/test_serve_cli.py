@@ -214,3 +214,23 @@ def test_a_bad_input_through_the_script_has_no_traceback(tmp_path: Path) -> None
     (tmp_path / "notes.jpg").write_text("not a picture")
     result = unmix("separate", "notes.jpg", "--model", "missing.pt", cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (1, "", "error: notes.jpg: not a PNG or JPEG image\n")
+
+
+def test_mix_a_test_pair_writes_the_mixture_and_both_pictures(tmp_path: Path, capsys, monkeypatch) -> None:
+    rng = np.random.default_rng(3)
+    a, b = (rng.integers(0, 128, (3, 32, 32, 3), dtype=np.uint8) * 2 for _ in range(2))  # even: exact means
+    (tmp_path / "subset").mkdir()
+    np.savez(tmp_path / "subset" / "test.npz", a=a, b=b)
+    out = tmp_path / "m.png"
+    assert main(["mix", "--test-pair", "1", "--data", str(tmp_path / "subset"), "-o", str(out)]) == 0
+    assert capsys.readouterr().out == (
+        f"wrote {out} (mean of test pair 1: {tmp_path / 'm_a.png'}, {tmp_path / 'm_b.png'})\n")
+    np.testing.assert_array_equal(read_picture(tmp_path / "m_a.png"), a[1])
+    np.testing.assert_array_equal(read_picture(tmp_path / "m_b.png"), b[1])
+    np.testing.assert_array_equal(read_picture(out), (a[1].astype(int) + b[1]) // 2)
+    assert bad(["mix", "--test-pair", "3", "--data", str(tmp_path / "subset"), "-o", "m.png"], tmp_path, capsys,
+               monkeypatch) == f"error: --test-pair 3: expected 0 to 2 ({tmp_path / 'subset'} has 3 test pairs)"
+    with pytest.raises(SystemExit) as usage:
+        main(["mix", "m_a.png", "--test-pair", "1", "-o", "m.png"])
+    assert usage.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "unmix: error: mix takes two pictures A B, or --test-pair N alone"

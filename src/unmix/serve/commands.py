@@ -57,22 +57,56 @@ def separate_files(
     return written
 
 
-def mix_files(first: Path, second: Path, mix: str, out: Path, say: Say = print) -> np.ndarray:
-    """Mix two pictures with a training mix rule, as the models saw mixtures; write and return it.
-
-    The second picture is resized to the first's size when they differ.
-    """
+def mix_pictures(a: np.ndarray, b: np.ndarray, mix: str) -> np.ndarray:
+    """uint8 (H, W, 3) pictures mixed with a training mix rule, exactly as the models saw mixtures."""
     from unmix.mixing import MIXES
     from unmix.training import normalise, to_channels_first, to_uint8_images
 
     if mix not in MIXES:
         raise PictureError(f"--mix {mix}: expected one of {', '.join(MIXES)}")
+    return to_uint8_images(MIXES[mix](normalise(to_channels_first(a[None])), normalise(to_channels_first(b[None]))))[0]
+
+
+def mix_files(first: Path, second: Path, mix: str, out: Path, say: Say = print) -> np.ndarray:
+    """Mix two picture files; write the mixture to `out` and return it.
+
+    The second picture is resized to the first's size when they differ.
+    """
     output_format(out)  # a bad output name stops before any work
     a, b = read_picture(first), read_picture(second)
     if a.shape != b.shape:
         say(f"note: resized {second} ({b.shape[1]}×{b.shape[0]}) to {first}'s {a.shape[1]}×{a.shape[0]}")
         b = resize_like(b, *a.shape[:2])
-    mixture = to_uint8_images(MIXES[mix](normalise(to_channels_first(a[None])), normalise(to_channels_first(b[None]))))[0]
+    mixture = mix_pictures(a, b, mix)
     write_picture(out, mixture)
     say(f"wrote {out} ({mix} of {first} and {second})")
+    return mixture
+
+
+def mix_test_pair(
+    index: int, data: Path | None, mix: str, out: Path, cwd: Path, environ: Mapping[str, str], say: Say = print
+) -> np.ndarray:
+    """Mix test pair `index` of the subset (pictures no model trained on); write it and both pictures."""
+    from unmix.serve.loading import find_project_root
+
+    output_format(out)
+    if data is None:
+        root = find_project_root(cwd, environ)
+        if root is None:
+            raise PictureError(f"--test-pair: no unmix project (dvc.yaml) in {cwd} or above; give --data")
+        data = root / "data" / "subset"
+    try:
+        with np.load(data / "test.npz", allow_pickle=False) as test:
+            pairs = len(test["a"])
+            if not 0 <= index < pairs:
+                raise PictureError(f"--test-pair {index}: expected 0 to {pairs - 1} ({data} has {pairs} test pairs)")
+            a, b = test["a"][index], test["b"][index]
+    except (OSError, KeyError, ValueError) as error:
+        raise PictureError(f"--data {data}: no test pairs to read ({error})") from None
+    mixture = mix_pictures(a, b, mix)
+    pictures = out.with_name(f"{out.stem}_a.png"), out.with_name(f"{out.stem}_b.png")
+    for path, pixels in zip(pictures, (a, b)):
+        write_picture(path, pixels)
+    write_picture(out, mixture)
+    say(f"wrote {out} ({mix} of test pair {index}: {pictures[0]}, {pictures[1]})")
     return mixture
