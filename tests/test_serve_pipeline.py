@@ -67,7 +67,7 @@ def test_evaluate_registers_the_run_once_with_metrics_digest_and_commit(project:
     assert float(version.tags["test/seed_l1"]) == pytest.approx(metrics["test"]["seed_l1"], rel=1e-12)
     assert version.tags["unmix.data_digest"] == meta["digest"]
     assert version.tags["git_commit"] == run.data.tags["mlflow.source.git.commit"]
-    assert client.get_model_version_by_alias("unmix-best", "champion").version == "1"
+    assert int(client.get_model_version_by_alias("unmix-best", "champion").version) == 1
 
     again = run_command(["dvc", "repro", "--single-item", "--force", "evaluate@best"], project)
     assert "evaluate@best: already registered as unmix-best version 1; champion: version 1" in again.stdout
