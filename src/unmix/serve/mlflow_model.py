@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +103,7 @@ def log_separator(model: nn.Module, name: str = "model", mix: str | None = None)
     from safetensors.torch import save_file
 
     import unmix
+    from unmix.serve.inference import example_mixture
 
     run = mlflow.active_run()
     if mix is None and run is not None:
@@ -116,24 +116,15 @@ def log_separator(model: nn.Module, name: str = "model", mix: str | None = None)
         # environment that has torch, wherever (or whether) unmix is installed.
         package = Path(tmp) / "unmix"
         shutil.copytree(Path(unmix.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
-        with warnings.catch_warnings():
-            # MLflow asks for type hints on predict; the explicit signature says more.
-            warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
-            info = _log_pyfunc(name, weights, package, config)
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=MODEL_CODE,
+            artifacts={WEIGHTS: str(weights)},
+            model_config=config,
+            code_paths=[str(package)],
+            signature=signature(),
+            input_example=example_mixture(),
+            pip_requirements=requirements(),
+            model_type=MODEL_TYPE,
+        )
     return info.model_id
-
-
-def _log_pyfunc(name: str, weights: Path, package: Path, config: dict) -> Any:
-    from unmix.serve.inference import example_mixture
-
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=MODEL_CODE,
-        artifacts={WEIGHTS: str(weights)},
-        model_config=config,
-        code_paths=[str(package)],
-        signature=signature(),
-        input_example=example_mixture(),
-        pip_requirements=requirements(),
-        model_type=MODEL_TYPE,
-    )
