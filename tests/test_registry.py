@@ -11,6 +11,7 @@ from unmix.registry import (
     CHAMPION,
     MODEL_TYPE,
     Candidate,
+    NothingToRegister,
     RegistryError,
     choose_champion,
     register_evaluation,
@@ -114,7 +115,7 @@ def test_champion_moves_to_a_better_version_only_on_the_same_pairs(store: Simple
 
 def test_a_run_without_a_separator_is_refused_by_name(store: SimpleNamespace) -> None:
     run_id = store.run_with_model(model_type="pytorch")  # e.g. the pickled model of an older run
-    with pytest.raises(RegistryError, match=f"run {run_id} logged no unmix separator model"):
+    with pytest.raises(NothingToRegister, match=f"run {run_id} logged no unmix separator model"):
         register(store, run_id, 15.0)
 
 
@@ -156,3 +157,19 @@ def test_register_evaluation_does_nothing_with_tracking_off_or_without_a_run(tmp
     metrics = {"test": {"best": {"psnr": 15.0}}}
     assert register_evaluation(SimpleNamespace(enabled=False, uri=None), "best", "r" * 32, metrics, tmp_path) is None
     assert register_evaluation(SimpleNamespace(enabled=True, uri=None), "best", None, metrics, tmp_path) is None
+
+
+def test_register_evaluation_warns_for_a_run_without_a_separator_and_fails_on_a_broken_store(
+    store: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "subset").mkdir()
+    (tmp_path / "subset" / "meta.json").write_text('{"digest": "%s"}' % DIGEST)
+    metrics = {"test": {"best": {"psnr": 15.0}}}
+    run_id = store.run_with_model(model_type="pytorch")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    tracking = SimpleNamespace(enabled=True, uri=None)
+    assert register_evaluation(tracking, "best", run_id, metrics, tmp_path / "subset") is None
+    assert capsys.readouterr().err == f"warning: nothing registered: run {run_id} logged no unmix separator model " \
+        "(trained before models were logged pickle-free?): retrain the set to register it\n"
+    with pytest.raises(RegistryError, match=f"^Model Registry at {store.uri}: Run .*not found"):
+        register_evaluation(tracking, "best", "0" * 32, metrics, tmp_path / "subset")

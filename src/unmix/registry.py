@@ -31,7 +31,11 @@ SETTLE_ROUNDS = 10
 
 
 class RegistryError(UnmixError):
-    """The run has nothing to register, or the registry refused."""
+    """The Model Registry refused or failed a call."""
+
+
+class NothingToRegister(RegistryError):
+    """The run logged no separator that the registry takes."""
 
 
 def registered_model_name(set_name: str) -> str:
@@ -179,7 +183,7 @@ def _logged_separator(client: Any, run_id: str) -> Any:
                                          filter_string=f"source_run_id = '{run_id}'")
     separators = [m for m in models if m.model_type == MODEL_TYPE]
     if not separators:
-        raise RegistryError(f"run {run_id} logged no unmix separator model (trained before models were "
+        raise NothingToRegister(f"run {run_id} logged no unmix separator model (trained before models were "
                             f"logged pickle-free?): retrain the set to register it")
     return max(separators, key=lambda m: m.creation_timestamp)
 
@@ -190,7 +194,8 @@ def register_evaluation(
     """What `evaluate@<set>` calls: register its run's model in the project's store, print the outcome.
 
     Nothing happens with tracking off or without a run. A run with no separator to
-    register is one line on stderr, not a failure: its metrics are already written.
+    register is one line on stderr, not a failure: its metrics are already written. A
+    registry that fails is one line and a failed stage (DVC runs it again next time).
     """
     if not tracking.enabled or not run_id:
         return None
@@ -203,19 +208,23 @@ def register_evaluation(
     from unmix.subset import load_subset_meta
     from unmix.tracking import git_commit, resolve_tracking_uri
 
+    from mlflow.exceptions import MlflowException
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     root = project_root(os.environ, Path.cwd())
     uri = resolve_tracking_uri(tracking.uri, os.environ, root)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    run_tags = client.get_run(run_id).data.tags
-    commit = run_tags.get("mlflow.source.git.commit") or git_commit(root)
     test_metrics = flatten_metrics(metrics["test"], "test/")
     try:
+        commit = client.get_run(run_id).data.tags.get("mlflow.source.git.commit") or git_commit(root)
         registration = register_run_model(client, run_id=run_id, set_name=set_name, test_metrics=test_metrics,
                                           digest=load_subset_meta(data_dir)["digest"], commit=commit)
-    except RegistryError as error:
+    except NothingToRegister as error:
         print(f"warning: nothing registered: {error}", file=sys.stderr)
         return None
+    except MlflowException as error:
+        text = str(error.message).strip().splitlines()
+        raise RegistryError(f"Model Registry at {uri}: {text[0] if text else type(error).__name__}") from None
     what = "registered as" if registration.created else "already registered as"
     print(f"evaluate@{set_name}: {what} {registration.name} version {registration.version}; "
           f"{CHAMPION}: version {registration.champion}")
