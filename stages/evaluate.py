@@ -48,6 +48,11 @@ def main(args: argparse.Namespace) -> None:
           f"(baseline {baseline['best']['psnr']:.2f}), seed L1 {test['seed_l1']:.4f} "
           f"(baseline {baseline['seed_l1']:.4f})")
 
+    # The Model Registry: the run's model becomes a version of unmix-<set>, `champion` the best.
+    from unmix.registry import register_evaluation
+
+    register_evaluation(config.tracking, args.set_name, tracker.run_id, evaluation.metrics, args.data)
+
 
 if __name__ == "__main__":
     parser = stage_parser(__doc__, with_set=True)

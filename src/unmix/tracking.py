@@ -369,14 +369,10 @@ def _apply(mlflow: Any, call: tuple) -> None:
         path, artifact_path = args
         mlflow.log_artifact(path, artifact_path=artifact_path)
     elif kind == "model":
-        import mlflow.pytorch
-        import torch
+        from unmix.serve.mlflow_model import log_separator
 
         model, name = args
-        requirements = [f"torch=={torch.__version__.split('+')[0]}"]
-        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its pickle warning: our own model
-        # Pickle, not the traced pt2 format: the model returns a pair of tensors.
-        mlflow.pytorch.log_model(model, name=name, pip_requirements=requirements, serialization_format="pickle")
+        log_separator(model, name)  # pickle-free: safetensors weights + the code that rebuilds them
     elif kind == "end":
         (status,) = args
         mlflow.end_run(status=status)

@@ -1,0 +1,130 @@
+"""A trained separator as a pickle-free MLflow model (MLflow's models-from-code).
+
+The logged model holds the weights as safetensors, `model_code.py` (which names the
+`SeparatorModel` class below), the `unmix` package as it was at training time, and the
+`model_config` that rebuilds the network (arch, width, depth, consistency, mix) in the
+MLmodel file, with a signature and an input example. Loading reads the config, builds the
+network with `unmix.models.build_model` and loads the state dict: nothing is unpickled.
+
+Why models-from-code rather than a pickled PythonModel or `mlflow.pytorch`: both of those
+store a cloudpickle of Python objects, which MLflow 3 refuses to load by default, which runs
+arbitrary code when loaded, and which breaks as soon as a class moves. Models-from-code is
+MLflow's own pickle-free route for custom models; the weights go through safetensors, a
+format that holds tensors and nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from torch import nn
+
+from unmix.registry import MODEL_TYPE  # the logged model's type: what the registry accepts
+
+WEIGHTS = "weights"  # the artifact key of the safetensors state dict
+MODEL_CODE = Path(__file__).with_name("model_code.py")
+# Logged beside torch: what the model needs at load time, pinned to this environment.
+REQUIREMENTS = ("torch", "safetensors", "numpy")
+
+
+class SeparatorModel(mlflow.pyfunc.PythonModel):
+    """uint8 mixtures (batch, height, width, 3) in; {"output_1", "output_2"}, same shape, out."""
+
+    def load_context(self, context: Any) -> None:
+        from safetensors.torch import load_file
+
+        from unmix.models import build_model
+
+        self.config = dict(context.model_config)
+        model = build_model(**build_arguments(self.config))
+        model.load_state_dict(load_file(context.artifacts[WEIGHTS]))
+        self.model = model.eval()
+
+    # No type hints: MLflow would read them as a schema of its own, beside the signature.
+    def predict(self, context, model_input, params=None):
+        from unmix.serve.inference import separate_pictures
+
+        out_1, out_2 = separate_pictures(self.model, np.asarray(model_input), self.config["arch"], self.config["depth"])
+        return {"output_1": out_1, "output_2": out_2}
+
+
+def separator_config(model: nn.Module, mix: str | None) -> dict:
+    """The `model_config` that rebuilds `model`, read from its structure.
+
+    `mix` is the mixing rule it was trained on (a ConsistentSeparator knows its own); it
+    tells a user how to make a mixture for it.
+    """
+    from unmix.models import ConsistentSeparator, SeedAutoencoder, UNetSeparator, model_config
+
+    consistency = isinstance(model, ConsistentSeparator)
+    if consistency:
+        mix, model = model.mix, model.separator
+    if isinstance(model, UNetSeparator):
+        width = model.stem[0][0].out_channels  # stem = conv block of two conv-bn-relu
+        return model_config("unet", width, len(model.down), consistency, mix)
+    if isinstance(model, SeedAutoencoder):
+        return model_config("seed", 32, 3, consistency, mix)  # width and depth shape the unet only
+    raise TypeError(f"not an unmix separator: {type(model).__name__}")
+
+
+def build_arguments(config: dict) -> dict:
+    """`build_model` keywords from a stored config (a mix of None: the model never uses it)."""
+    return {**config, "mix": config.get("mix") or "mean"}
+
+
+def signature() -> Any:
+    """uint8 (batch, height, width, 3) in; two named tensors of the same shape out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    pictures = (-1, -1, -1, 3)
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), pictures)]),
+        outputs=Schema([TensorSpec(np.dtype(np.uint8), pictures, "output_1"),
+                        TensorSpec(np.dtype(np.uint8), pictures, "output_2")]),
+    )
+
+
+def requirements() -> list[str]:
+    return [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in REQUIREMENTS]
+
+
+def log_separator(model: nn.Module, name: str = "model", mix: str | None = None) -> str:
+    """Log `model` (on the CPU) to the active run as MLflow model `name`; return its model id.
+
+    Without `mix`, the run's `set.mix` parameter gives it.
+    """
+    from safetensors.torch import save_file
+
+    import unmix
+    from unmix.serve.inference import example_mixture
+
+    run = mlflow.active_run()
+    if mix is None and run is not None:
+        mix = mlflow.get_run(run.info.run_id).data.params.get("set.mix")
+    config = separator_config(model, mix)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "weights.safetensors"
+        save_file({key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}, weights)
+        # The package as it is now: the model loads with the code that trained it, in any
+        # environment that has torch, wherever (or whether) unmix is installed.
+        package = Path(tmp) / "unmix"
+        shutil.copytree(Path(unmix.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=MODEL_CODE,
+            artifacts={WEIGHTS: str(weights)},
+            model_config=config,
+            code_paths=[str(package)],
+            signature=signature(),
+            input_example=example_mixture(),
+            pip_requirements=requirements(),
+            model_type=MODEL_TYPE,
+        )
+    return info.model_id

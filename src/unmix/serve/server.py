@@ -1,0 +1,108 @@
+"""`mlflow models serve` as a child process on a free localhost port, and its /invocations call.
+
+What the tests and the serving benchmark share: start the real server, wait for it within a
+bound, ask it to separate, and always stop it (its whole process group) afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import numpy as np
+
+from unmix.errors import UnmixError
+
+START_TIMEOUT_S = 300.0  # imports of mlflow and torch, the model's load: slow on a busy CPU
+STOP_TIMEOUT_S = 30.0
+
+
+class ServerError(UnmixError):
+    """The model server did not start, or answered with an error."""
+
+
+def free_port() -> int:
+    """A localhost port nobody listens on now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def served_model(
+    model_uri: str, tracking_uri: str, environ: Mapping[str, str] | None = None, timeout_s: float = START_TIMEOUT_S
+) -> Iterator[str]:
+    """Yield the base URL of `mlflow models serve -m model_uri --env-manager local`, ready to answer."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", model_uri,
+               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = {**(environ if environ is not None else os.environ), "MLFLOW_TRACKING_URI": tracking_uri}
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_until_ready(url, server, log, timeout_s)
+            yield url
+        finally:
+            _stop(server)
+
+
+def invoke(url: str, mixtures: np.ndarray, timeout_s: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
+    """POST uint8 mixtures (B, H, W, 3) to /invocations; both outputs as uint8 arrays."""
+    body = json.dumps({"inputs": mixtures.tolist()}).encode()
+    request = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            predictions = json.load(response)["predictions"]
+    except urllib.error.HTTPError as error:
+        raise ServerError(f"{url}/invocations answered {error.code}: {error.read()[:300]!r}") from None
+    return (np.asarray(predictions["output_1"], dtype=np.uint8), np.asarray(predictions["output_2"], dtype=np.uint8))
+
+
+def _wait_until_ready(url: str, server: subprocess.Popen, log, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise ServerError(f"the model server exited ({server.returncode}): {_tail(log)}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise ServerError(f"the model server did not answer /ping within {timeout_s:.0f} s: {_tail(log)}")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (it forks workers), SIGKILL if it lingers."""
+    if server.poll() is None:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(server.pid, signal.SIGKILL)  # workers left behind by a leader that exited
+    except ProcessLookupError:
+        pass
+
+
+def _tail(log, lines: int = 5) -> str:
+    log.flush()
+    log.seek(0)
+    return " | ".join(log.read().strip().splitlines()[-lines:])
