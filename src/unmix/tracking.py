@@ -30,7 +30,6 @@ from unmix.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, check_store, open_
 DEFAULT_STORE_NAME = "mlflow.db"
 PARENT_CHECK_S = 5.0  # how often an idle tracking worker checks that its parent still lives
 ARTIFACTS_DIR_NAME = "mlartifacts"
-WORKER_NICENESS = 19
 # MLflow 3 opens an experiment in the view its kind names; without the tag its UI may
 # guess the GenAI overview. Ours trains models.
 # At the end, a store that is down gets this long (retries with backoff) before what it
@@ -256,19 +255,15 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
     replies.put(("opened", run_id, error))
     if error is None and opening["logs_model"]:
         try:
-            import mlflow.pytorch  # noqa: F401 - imported now, while training runs, not at the end
+            import unmix.serve.mlflow_model  # noqa: F401 - imported now, while training runs, not at the end
         except Exception as caught:  # noqa: BLE001
             error = _one_line(caught)
         _skip_requirement_check()
-    # Only now niced. Training keeps both cores busy in OpenMP regions that wait for their
-    # slowest thread: every slice this process takes at normal priority stalls both; niced,
-    # it mostly runs in the gaps. Niced from the start, its own start-up crawled at ~2% of a
-    # core and the first metrics came minutes late. A send is ~tens of ms of CPU, so even
-    # niced on a loaded machine it lands within seconds (measured: README, Watching a run).
-    try:
-        os.nice(WORKER_NICENESS)
-    except OSError:
-        pass
+    # Not niced. Niced, it waited behind every other training on the machine: with two
+    # pipelines on one store, stages waited up to 54 s for their worker after their own
+    # work, against at most 7.2 s at normal priority (benchmarks/parallel_waits.py), and
+    # its start-up crawled at ~2% of a core. Its own work is a send of tens of ms every
+    # few seconds, so what it takes from training is small either way.
     spool = Spool.create(Path(opening["spool_dir"]), opening["uri"], run_id or "unopened")
     courier = Courier(lambda batch: _send(mlflow, run_id, batch), spool, every_s=opening["every_s"],
                       on_outage=lambda reason: _say(f"warning: MLflow store {opening['uri']} unreachable ({reason}); "
