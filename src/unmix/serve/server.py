@@ -47,7 +47,10 @@ def served_model(
     port = free_port()
     command = [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", model_uri,
                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    env = {**(environ if environ is not None else os.environ), "MLFLOW_TRACKING_URI": tracking_uri}
+    # Both URIs: a registry URI inherited from the caller (mlflow.set_registry_uri exports it)
+    # would resolve models:/ names in another store.
+    env = {**(environ if environ is not None else os.environ),
+           "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri}
     with tempfile.TemporaryFile("w+") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
