@@ -100,6 +100,7 @@ def test_two_clones_log_every_run_to_the_server_at_once(tiny_project: Path, team
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", team_server.url)  # models:/ URIs resolve through it
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", team_server.url)  # not one an earlier test exported
     experiment_name = "unmix-two-clones"
     one_set_project(tiny_project, experiment_name)
     clones = {}
@@ -161,6 +162,7 @@ def assert_run_complete(client, run, team_server: TeamServer) -> None:
     models = [m for m in client.search_logged_models(experiment_ids=[run.info.experiment_id])
               if m.source_run_id == run_id]
     assert len(models) == 1
+    mlflow.set_tracking_uri(team_server.url)  # models:/ resolves in-process, not by the environment
     model = mlflow.pyfunc.load_model(models[0].model_uri)  # downloaded through the server
     outputs = model.predict(np.zeros((1, 32, 32, 3), dtype=np.uint8))
     assert {key: value.shape for key, value in outputs.items()} == {"output_1": (1, 32, 32, 3),

@@ -113,11 +113,11 @@ def default_remote_url(cwd: Path) -> str:
     """The URL of the default DVC remote; an error naming the fix when there is none."""
     dvc = find_dvc()
     name = subprocess.run([dvc, "remote", "default"], cwd=cwd, capture_output=True, text=True).stdout.strip()
-    listing = subprocess.run([dvc, "remote", "list"], cwd=cwd, capture_output=True, text=True).stdout
-    for line in listing.splitlines():
-        fields = line.split()
-        if len(fields) >= 2 and fields[0] == name:
-            return fields[1]
+    # `dvc config`, not `dvc remote list`: the list is a table that wraps a long URL.
+    url = subprocess.run([dvc, "config", f"remote.{name}.url"], cwd=cwd, capture_output=True,
+                         text=True).stdout.strip() if name else ""
+    if url:
+        return url
     raise UnmixError("no default DVC remote: add one with `dvc remote add -d NAME URL` (README, Running as a team)")
 
 
