@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PROJECT_FILES, REPO, TINY_DATA, TINY_SET, git, run_command, write_params
+from conftest import make_tiny_project, run_command
 from unmix.serve.pictures import read_picture, write_picture
 from unmix.serve.server import invoke, served_model
 
@@ -24,26 +23,7 @@ CHAMPION_URI = "models:/unmix-best@champion"
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path) -> Path:
     """conftest's tiny project, once for this module, with `best` trained and evaluated."""
-    project = tmp_path_factory.mktemp("serve") / "project"
-    for name in PROJECT_FILES:
-        source, target = REPO / name, project / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, target)
-    (project / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n")
-
-    def shrink(params: dict) -> None:
-        params["data"].update(TINY_DATA)
-        params["figures"]["n_pairs"] = 3
-        params["sets"]["best"].update(TINY_SET)
-
-    write_params(project, shrink)
-    shutil.copy(mlflow_store_template, project / "mlflow.db")
-    git(project, "init", "-q")
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "tiny project")
+    project = make_tiny_project(tmp_path_factory.mktemp("serve") / "project", mlflow_store_template)
     first = run_command(["dvc", "repro", "evaluate@best"], project)
     assert "evaluate@best: registered as unmix-best version 1; champion: version 1" in first.stdout
     return project
