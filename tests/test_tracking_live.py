@@ -7,6 +7,7 @@ as they come, timestamping each.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -71,6 +72,16 @@ class Watched:
 
     def stderr(self) -> str:
         return "\n".join(line for _, line in self.lines)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Training held still (its tracking worker, a child process, runs on), so a test's own slow
+        steps, such as a server restart, fall between two epochs however fast the machine trains."""
+        os.kill(self.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.process.pid, signal.SIGCONT)
 
     def wait(self, timeout: float) -> int:
         try:
@@ -198,11 +209,13 @@ def test_a_server_stopped_mid_run_costs_no_training_and_no_metric(tiny_project: 
     # 1. Stopped after epoch 2, started again while training goes on.
     stage = Watched(train, tiny_project, env)
     wait_for(lambda: 2 in stage.epoch_ends(), 900, "epoch 2", stage)
-    mlflow_server.stop()
-    down_at = max(stage.epoch_ends())
+    with stage.paused():
+        mlflow_server.stop()
+        down_at = max(stage.epoch_ends())
     wait_for(lambda: max(stage.epoch_ends(), default=0) >= down_at + 3, 900, "epochs with the server down", stage)
-    mlflow_server.start()
-    up_at = max(stage.epoch_ends())
+    with stage.paused():
+        mlflow_server.start()
+        up_at = max(stage.epoch_ends())
     assert stage.wait(timeout=1200) == 0, stage.stderr()
     assert up_at < epochs, "the training ended before the server came back: make it longer"
     run = find_run(client)
@@ -227,7 +240,8 @@ def test_a_server_stopped_mid_run_costs_no_training_and_no_metric(tiny_project: 
     trainable(tiny_project, epochs, n_train=512)
     stage = Watched(train, tiny_project, env)
     wait_for(lambda: 2 in stage.epoch_ends(), 900, "epoch 2", stage)
-    mlflow_server.stop()
+    with stage.paused():
+        mlflow_server.stop()
     assert stage.wait(timeout=1200) == 0, stage.stderr()
     assert (tiny_project / "models" / "seed.pt").exists()  # the training is not lost
     stderr = stage.stderr()
