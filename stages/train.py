@@ -2,6 +2,9 @@
 
 A resume checkpoint is written every `resume.checkpoint_every` epochs; a training killed
 or interrupted (Ctrl-C, SIGTERM) continues from it on the next `dvc repro` / `dvc exp run`.
+
+`torchrun --standalone --nproc-per-node N stages/train.py …` trains on N processes; with
+`distributed.processes: N` in params.yaml the stage starts itself that way.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from unmix.checkpoints import ResumeCheckpoint, checkpoint_folder
 from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
+from unmix.distributed import LAUNCHED_ENV, Stopped, join, launch, launched, leave, ranks_from_env
 from unmix.paths import project_root
 from unmix.reporting import write_history
 from unmix.subset import load_subset_meta, load_subsets
@@ -29,12 +33,16 @@ def main(args: argparse.Namespace) -> None:
     meta = load_subset_meta(args.data)
     root = project_root(os.environ, Path.cwd())
     name, every = f"train@{args.set_name}", config.resume.checkpoint_every
-    checkpoint = ResumeCheckpoint(checkpoint_folder(root), args.set_name, set_config, meta["digest"])
+    ranks = ranks_from_env(os.environ)
+    if config.distributed.processes > 1 and not launched(os.environ):
+        sys.exit(launch(config.distributed.processes, sys.argv[0], sys.argv[1:], name))
+    checkpoint = ResumeCheckpoint(checkpoint_folder(root), args.set_name, set_config, meta["digest"],
+                                  ranks.world_size)
     # Only a set with a checkpoint loads torch before its MLflow run opens (the run to reopen
     # is in the checkpoint); otherwise the tracking worker starts up while torch loads.
     resume = checkpoint.load() if every else None
     tracker = open_tracker(
-        config.tracking.enabled,
+        config.tracking.enabled and ranks.is_main,  # one MLflow run, opened by rank 0
         config.tracking.uri,
         config.tracking.experiment,
         run_name=args.set_name,
@@ -43,7 +51,7 @@ def main(args: argparse.Namespace) -> None:
         tags=run_tags(args.set_name, config.data, meta, root),
         logs_model=True,
     )
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the run as Ctrl-C does
+    signal.signal(signal.SIGTERM, stop)  # SIGTERM ends the run as Ctrl-C does
     try:
         with tracker:
             from unmix.devices import resolve_device
@@ -51,15 +59,19 @@ def main(args: argparse.Namespace) -> None:
             from unmix.models import save_checkpoint
             from unmix.run_lookup import model_digest
 
-            device = resolve_device(set_config.device, name=f"sets.{args.set_name}.device")
+            device = join(ranks, resolve_device(set_config.device, name=f"sets.{args.set_name}.device"))
             subsets = load_subsets(args.data)
             tracker.wait_open()  # an unreachable store: one line now, not after the training
-            if resume is not None:
+            if resume is not None and ranks.is_main:
                 print(f"resuming {name} from epoch {resume['epoch']}/{set_config.epochs} ({checkpoint.path})",
                       flush=True)
             model, history = train_set(
                 set_config, subsets, tracker, device, resume=resume, checkpoint_every=every or 1,
-                save_checkpoint=(lambda state: checkpoint.save(state, tracker.run_id)) if every else None)
+                save_checkpoint=(lambda state: checkpoint.save(state, tracker.run_id)) if every else None,
+                ranks=ranks)
+            leave()
+            if not ranks.is_main:
+                return  # rank 0 writes the outputs
             trained = time.perf_counter()
             run_id = tracker.run_id
             # Outputs first: a tracking failure reported by finish() must not lose the training.
@@ -68,14 +80,23 @@ def main(args: argparse.Namespace) -> None:
             tracker.set_tags({"unmix.model_digest": model_digest(args.model)})  # how evaluate finds the run
             tracker.finish()
             checkpoint.remove()  # only now: after a failed finish() the next run resumes at the end
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted; {checkpoint.where(set_config.epochs)}; run `dvc repro` (or the same "
-              "`dvc exp run`) again to resume", file=sys.stderr)
+    except KeyboardInterrupt as interruption:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a launcher stopping the ranks finds this one leaving
+        # Under `launch`, a rank stopped by the launcher (SIGTERM) leaves the one line to it.
+        quiet = isinstance(interruption, Stopped) and os.environ.get(LAUNCHED_ENV)
+        if ranks.is_main and not quiet:
+            why = f" ({interruption})" if str(interruption) else ""
+            print(f"{name}: interrupted{why}; {checkpoint.where(set_config.epochs)}; run `dvc repro` (or the "
+                  "same `dvc exp run`) again to resume", file=sys.stderr)
         sys.exit(130)
     last = history[-1]
     print(f"{name}: {set_config.epochs} epochs, {trained - started:.1f} s from start "
           f"(+{time.perf_counter() - trained:.1f} s waiting on MLflow), train/l1 {last.train_l1:.4f}, "
           f"valid/l1 {last.valid_l1:.4f}, run {run_id}; {checkpoint.cost()}")
+
+
+def stop(signum: int, frame: object) -> None:
+    raise Stopped()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import types
 import typing
 from pathlib import Path
@@ -29,7 +28,7 @@ from PIL import Image
 
 from conftest import BIN, make_tiny_project, run_command, write_params
 from test_sources import random_image_set, write_cifar10_archive, write_cifar10_folder
-from unmix.config import Config, DataConfig, FiguresConfig, SetConfig, TrackingConfig
+from unmix.config import DataConfig, FiguresConfig, SetConfig, TrackingConfig
 
 SET = "seed"
 OUTPUT_FOLDERS = ("data", "models", "reports")

@@ -144,10 +144,12 @@ def test_signals_wait_until_the_checkpoint_is_on_disk(tmp_path, monkeypatch):
 
 
 def test_kill_points_parse_and_reject_typos():
-    assert parse_kill_at("mid-epoch@2") == ("mid-epoch", 2, signal.SIGKILL, False)
-    assert parse_kill_at("validation@3:TERM:group") == ("validation", 3, signal.SIGTERM, True)
-    assert parse_kill_at("checkpoint-write@1:INT") == ("checkpoint-write", 1, signal.SIGINT, False)
-    for bad in ("mid_epoch@2", "mid-epoch", "mid-epoch@x", "validation@2:TERM:everyone"):
+    assert parse_kill_at("mid-epoch@2") == ("mid-epoch", 2, signal.SIGKILL, False, None)
+    assert parse_kill_at("validation@3:TERM:group") == ("validation", 3, signal.SIGTERM, True, None)
+    assert parse_kill_at("checkpoint-write@1:INT") == ("checkpoint-write", 1, signal.SIGINT, False, None)
+    assert parse_kill_at("mid-epoch@4:KILL:rank1") == ("mid-epoch", 4, signal.SIGKILL, False, 1)
+    for bad in ("mid_epoch@2", "mid-epoch", "mid-epoch@x", "validation@2:TERM:everyone", "mid-epoch@2:KILL:rank",
+                "mid-epoch@2:HUP"):
         with pytest.raises(ValueError, match="UNMIX_TEST_KILL_AT"):
             parse_kill_at(bad)
 

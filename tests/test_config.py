@@ -94,7 +94,7 @@ def test_unknown_top_level_key(raw):
     raw["trainig"] = {}
     message = config_error(raw)
     assert "trainig: unknown key" in message
-    assert "data, figures, resume, sets, tracking" in message
+    assert "data, distributed, figures, resume, sets, tracking" in message
 
 
 def test_unknown_key_in_data(raw):
@@ -341,3 +341,13 @@ def test_unet_fields_are_validated(raw):
     assert "sets.seed.depth: expected a value <= 4, got 5" in config_error(raw)
     raw["sets"]["seed"].update(depth=2, consistency="yes")
     assert "sets.seed.consistency: expected true or false, got 'yes'" in config_error(raw)
+
+
+def test_processes_must_each_get_a_pair_of_every_batch(raw):
+    raw["distributed"] = {"processes": 3}
+    raw["sets"]["seed"]["batch_size"] = 4
+    message = config_error(raw)
+    assert message.startswith("params.yaml: sets.seed.batch_size = 4: 2 pairs per step cannot be shared by "
+                              "distributed.processes = 3; expected at least 6"), message
+    raw["distributed"] = {"processes": 0}
+    assert "distributed.processes: expected a value >= 1, got 0" in config_error(raw)

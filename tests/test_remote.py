@@ -74,7 +74,7 @@ def test_sweep_pushes_an_experiment_another_clone_pulls_with_its_runs(
                          "--overrides", "sets.seed.lr=0.001 sets.seed.epochs=2", "--git-remote", "origin",
                          "--require-server", "--summary", str(summary)],
                         runner, env={"MLFLOW_TRACKING_URI": team_server.url})
-    assert f"refs/exps/" in git(runner, "ls-remote", "origin") and name in git(runner, "ls-remote", "origin")
+    assert "refs/exps/" in git(runner, "ls-remote", "origin") and name in git(runner, "ls-remote", "origin")
 
     client = mlflow.MlflowClient(tracking_uri=team_server.url)
     experiment = client.get_experiment_by_name("unmix-sweep")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_SET, TeamServer, command_env, git, run_command, write_params
+from conftest import TINY_SET, TeamServer, command_env, git, write_params
 from unmix.team import postgres, server
 
 EPOCHS = list(range(1, TINY_SET["epochs"] + 1))

@@ -168,7 +168,7 @@ def test_a_server_that_is_down_or_a_bad_uri_is_one_line_within_seconds(uri: str,
 
 
 def test_the_experiment_opens_in_the_model_training_view(mlflow_uri: str) -> None:
-    from unmix.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+    from unmix.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
     with RunTracker(uri=mlflow_uri, experiment="new", run_name="x"):
         pass
@@ -205,7 +205,6 @@ def left_by_a_dead_worker(spool):
 
 def test_a_spool_is_delivered_later_into_the_same_run(mlflow_uri: str, tmp_path: Path) -> None:
     from unmix.spool import Spool
-    from unmix.tracking import deliver_spool
 
     with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed") as tracker:
         tracker.log_metrics({"train/l1": 1.0}, step=1)

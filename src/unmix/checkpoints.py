@@ -37,14 +37,17 @@ def checkpoint_folder(root: Path) -> Path:
 
 
 def resume_digest(set_config: SetConfig, data_digest: str, model_config: dict, torch_version: str,
-                  threads: int, device: str = "cpu") -> str:
+                  threads: int, device: str = "cpu", processes: int = 1) -> str:
     """SHA-256 of what a training's numbers depend on: the set, the data, the model, torch.
 
-    Torch's thread count and the device `auto` resolved to are part of it because they
-    change how sums round: a run resumed on another would not give the same bytes.
+    Torch's thread count, the device `auto` resolved to and the number of processes are
+    part of it because they change how sums round: a run resumed on another would not give
+    the same bytes.
     """
     key = {"format": FORMAT, "set": dataclasses.asdict(set_config), "data_digest": data_digest,
            "model_config": model_config, "torch": torch_version, "threads": threads, "device": device}
+    if processes > 1:  # one process keeps the digests it always had
+        key["processes"] = processes
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -159,8 +162,10 @@ class ResumeCheckpoint:
     version and thread count) is computed only when one is read or written.
     """
 
-    def __init__(self, folder: Path, set_name: str, set_config: SetConfig, data_digest: str) -> None:
+    def __init__(self, folder: Path, set_name: str, set_config: SetConfig, data_digest: str,
+                 processes: int = 1) -> None:
         self.folder, self.set_name, self.set_config, self.data_digest = Path(folder), set_name, set_config, data_digest
+        self.processes = processes
         self.saved_epoch = 0  # the last finished epoch on disk
         self.written, self.size, self.seconds = 0, 0, 0.0  # what checkpointing cost this process
 
@@ -178,7 +183,7 @@ class ResumeCheckpoint:
         except ConfigError:  # cuda without a GPU: the stage says so before any training
             device = c.device
         return resume_digest(c, self.data_digest, model_config(c.arch, c.width, c.depth, c.consistency, c.mix),
-                             torch.__version__, torch.get_num_threads(), device)
+                             torch.__version__, torch.get_num_threads(), device, self.processes)
 
     @property
     def path(self) -> Path:

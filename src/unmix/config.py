@@ -75,6 +75,13 @@ class ResumeConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    """How many processes train each set: 1, or N ranks started as `torchrun --standalone` does."""
+
+    processes: int = field(default=1, metadata=_at_least(1))
+
+
+@dataclass(frozen=True)
 class SetConfig:
     """One named parameter set: a model, a mixing rule, a loss and a training budget."""
 
@@ -106,6 +113,7 @@ class Config:
     figures: FiguresConfig
     sets: dict[str, SetConfig]
     resume: ResumeConfig = ResumeConfig()
+    distributed: DistributedConfig = DistributedConfig()
 
     def set(self, name: str) -> SetConfig:
         """The parameter set called `name`, or a one-line error listing the known ones."""
@@ -149,7 +157,7 @@ def parse_config(raw: Any, source: str = "params.yaml") -> Config:
     where = f"{source}: "
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}expected a mapping with data, tracking, figures and sets")
-    _reject_unknown(raw, {"data", "tracking", "figures", "sets", "resume"}, where, "")
+    _reject_unknown(raw, {"data", "tracking", "figures", "sets", "resume", "distributed"}, where, "")
     sets_raw = raw.get("sets")
     if not isinstance(sets_raw, dict) or not sets_raw:
         raise ConfigError(f"{where}sets: expected a mapping of at least one named parameter set")
@@ -164,6 +172,7 @@ def parse_config(raw: Any, source: str = "params.yaml") -> Config:
         figures=_build(FiguresConfig, raw.get("figures", {}), where, "figures"),
         sets=sets,
         resume=_build(ResumeConfig, raw.get("resume", {}), where, "resume"),
+        distributed=_build(DistributedConfig, raw.get("distributed", {}), where, "distributed"),
     )
     _check_consistency(config, where)
     return config
@@ -184,6 +193,13 @@ def _check_consistency(config: Config, where: str) -> None:
                 f"{where}data.n_test = {data.n_test}: more than the {data.shapes_test} test images "
                 "data.shapes_test generates"
             )
+    processes = config.distributed.processes
+    for name, set_config in config.sets.items():
+        if set_config.batch_size // 2 < processes:
+            raise ConfigError(
+                f"{where}sets.{name}.batch_size = {set_config.batch_size}: {set_config.batch_size // 2} pairs per "
+                f"step cannot be shared by distributed.processes = {processes}; expected at least "
+                f"{2 * processes}")
     if config.figures.n_pairs > data.n_test // 2:
         raise ConfigError(
             f"{where}figures.n_pairs = {config.figures.n_pairs}: more than the "

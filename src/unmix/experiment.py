@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -10,6 +11,7 @@ from torch import nn
 
 from unmix.config import SetConfig
 from unmix.devices import place_model, resolve_device
+from unmix.distributed import SINGLE, Ranks
 from unmix.evaluation import Evaluation, evaluate_separator, flatten_metrics
 from unmix.mixing import MIXES
 from unmix.models import build_model, model_config
@@ -54,9 +56,10 @@ def fit_set(
     resume: Mapping[str, Any] | None = None,
     on_checkpoint: Callable[[dict], None] | None = None,
     checkpoint_every: int = 1,
+    ranks: Ranks = SINGLE,
 ) -> tuple[nn.Module, list[EpochResult]]:
     """Build one set's model from its seed and train it on `device` (from `resume`, a
-    `training_state`, when given); nothing logged."""
+    `training_state`, when given; as one of several `ranks`); nothing logged."""
     torch.manual_seed(set_config.seed)  # weight init
     model = build_model(**set_model_config(set_config))
     history = train_separator(
@@ -80,6 +83,7 @@ def fit_set(
         resume=resume,
         on_checkpoint=on_checkpoint,
         checkpoint_every=checkpoint_every,
+        ranks=ranks,
     )
     return model, history
 
@@ -102,8 +106,12 @@ def train_set(
     resume: Mapping[str, Any] | None = None,
     save_checkpoint: Callable[[dict], None] | None = None,
     checkpoint_every: int = 1,
+    ranks: Ranks = SINGLE,
 ) -> tuple[nn.Module, list[EpochResult]]:
     """Train one set's model on its device, streaming per-epoch losses and mosaics to `tracker`.
+
+    As one of several `ranks`, only rank 0 shows progress, checkpoints and logs; the others
+    train their share and get back a history without validation.
 
     With `save_checkpoint`, an epoch's metrics and images reach the tracker only once a
     checkpoint holding that epoch is saved, so a run resumed from it never logs an epoch
@@ -114,7 +122,7 @@ def train_set(
     device = device or resolve_device(set_config.device)
     shown = PairSet(subsets.valid.a[:LOGGED_PAIRS], subsets.valid.b[:LOGGED_PAIRS])
     every = set_config.log_images_every
-    progress = EpochProgress(set_config.epochs)
+    progress = EpochProgress(set_config.epochs) if ranks.is_main else contextlib.nullcontext()
     held: list[tuple[int, Callable[[], None]]] = []  # (epoch, tracker call) waiting for a checkpoint
 
     def log_epoch(result: EpochResult) -> None:
@@ -145,9 +153,10 @@ def train_set(
     with progress:
         model, history = fit_set(set_config, subsets, device, on_epoch_end=report, resume=resume,
                                  on_checkpoint=checkpoint if save_checkpoint else None,
-                                 checkpoint_every=checkpoint_every)
+                                 checkpoint_every=checkpoint_every, ranks=ranks)
     model.to("cpu", memory_format=torch.contiguous_format)
-    tracker.log_model(model)
+    if ranks.is_main:
+        tracker.log_model(model)
     return model, history
 
 

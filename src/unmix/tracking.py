@@ -25,7 +25,7 @@ from unmix.delivery import DELIVER_EVERY_S, Courier
 from unmix.errors import UnmixError
 from unmix.paths import project_root
 from unmix.spool import SPOOL_DIR_NAME, Spool, describe, note_delivered, read_spool, remove_spool
-from unmix.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, check_store, open_experiment  # noqa: F401
+from unmix.store import check_store, open_experiment
 
 DEFAULT_STORE_NAME = "mlflow.db"
 PARENT_CHECK_S = 5.0  # how often an idle tracking worker checks that its parent still lives
@@ -229,7 +229,7 @@ class RunTracker:
             self.finish("FINISHED")
             return
         try:
-            self.finish("KILLED" if exc_type is KeyboardInterrupt else "FAILED")
+            self.finish("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
         except TrackingError:
             pass  # the original exception is the one worth seeing
 

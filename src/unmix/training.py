@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from unmix.devices import autocast, memory_format, model_device, place_model
+from unmix.distributed import SINGLE, Ranks, Stopped, peer_lost, share, share_weight, sum_over_ranks
+from unmix.errors import ConfigError
 from unmix.faults import kill_point
 from unmix.losses import LOSSES
 from unmix.metrics import best_psnr_and_seed_l1
@@ -82,10 +84,28 @@ def epoch_pairs(
         yield chunk[:, 0], chunk[:, 1]
 
 
+def flip_draw(n: int, generator: torch.Generator) -> Tensor:
+    """Which of n images to mirror: each with probability 1/2."""
+    return torch.rand(n, generator=generator, device=generator.device) < 0.5
+
+
+def apply_flips(batch: Tensor, flip: Tensor) -> Tensor:
+    """Mirror left-right the images of `batch` where `flip` is true."""
+    return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+
+
 def random_flips(batch: Tensor, generator: torch.Generator) -> Tensor:
     """Mirror each image left-right with probability 1/2."""
-    flip = torch.rand(len(batch), generator=generator, device=generator.device) < 0.5
-    return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+    return apply_flips(batch, flip_draw(len(batch), generator))
+
+
+def check_shares(batch_pairs: list[int], ranks: Ranks) -> None:
+    """Every batch must give every rank at least one pair; one line naming the parameter if not."""
+    smallest = min(batch_pairs)
+    if smallest < ranks.world_size:
+        raise ConfigError(f"batch_size: a batch of {smallest} pairs cannot be shared by {ranks.world_size} "
+                          "processes; use a batch size (and a number of training images) that gives every "
+                          "batch at least one pair per process")
 
 
 def train_separator(
@@ -110,6 +130,7 @@ def train_separator(
     resume: Mapping[str, Any] | None = None,
     on_checkpoint: Callable[[dict], None] | None = None,
     checkpoint_every: int = 1,
+    ranks: Ranks = SINGLE,
 ) -> list[EpochResult]:
     """Train `model` in place on mixtures of pairs of uint8 (N, 3, 32, 32) images (a view is fine).
 
@@ -123,6 +144,11 @@ def train_separator(
     `checkpoint_every` epochs and after the last; an interruption (KeyboardInterrupt) hands
     it the last finished epoch's state first when that was not checkpointed yet. `resume`,
     such a state, continues after its epoch to the same numbers as an uninterrupted run.
+
+    With several `ranks` (torchrun, process group joined), every rank draws the whole
+    batch's pairs and flips and trains on its share through DistributedDataParallel; rank 0
+    alone validates and calls `on_epoch_end` and `on_checkpoint`. Another rank gone stops
+    training as an interruption does (`Stopped`).
     """
     device = torch.device(device)
     mix_fn, loss_fn = MIXES[mix], LOSSES[loss]
@@ -131,13 +157,24 @@ def train_separator(
     place_model(model, device)
     train_images = train_images.to(device)
     valid_a, valid_b = valid_a.to(device), valid_b.to(device)
-    step_model = torch.compile(model) if compile_model else model
+    trained_model = model
+    if ranks.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if device.type == "cuda":  # statistics over the global batch; SyncBatchNorm has no CPU kernel
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)  # swaps the layers in place
+        trained_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    step_model = torch.compile(trained_model) if compile_model else trained_model
+    # Validation runs on rank 0 alone: through DDP its forward would wait for the other ranks.
+    valid_model = step_model if not ranks.distributed else torch.compile(model) if compile_model else model
     fixed_pairs = None
     if not fresh_pairs:
         fixed_pairs = torch.randperm(len(train_images), generator=generator, device=device)
         fixed_pairs = fixed_pairs[: len(train_images) // 2 * 2].view(-1, 2)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    steps_per_epoch = sum(1 for _ in epoch_pairs(len(train_images), batch_size, torch.Generator(device), fixed_pairs))
+    batch_pairs = [len(a) for a, _ in epoch_pairs(len(train_images), batch_size, torch.Generator(device), fixed_pairs)]
+    steps_per_epoch = len(batch_pairs)
+    check_shares(batch_pairs, ranks)
     scheduler = None
     if schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
@@ -152,34 +189,42 @@ def train_separator(
             loss_sum = torch.zeros((), device=device)
             pairs_seen = 0
             for a_index, b_index in epoch_pairs(len(train_images), batch_size, generator, fixed_pairs):
+                # Drawn for the whole batch on every rank, in one process's order, then shared.
+                flip_a = flip_draw(len(a_index), generator) if flip else None
+                flip_b = flip_draw(len(b_index), generator) if flip else None
+                mine = share(len(a_index), ranks)
                 # contiguous(): a batch gathered from a channels-first view keeps the view's
                 # strides, and convolutions would take another (slower, differently rounded) path.
-                a = normalise(train_images[a_index].contiguous())
-                b = normalise(train_images[b_index].contiguous())
+                a = normalise(train_images[a_index[mine]].contiguous())
+                b = normalise(train_images[b_index[mine]].contiguous())
                 if flip:
-                    a, b = random_flips(a, generator), random_flips(b, generator)
+                    a, b = apply_flips(a, flip_a[mine]), apply_flips(b, flip_b[mine])
                 with autocast(device):
                     out_1, out_2 = step_model(mix_fn(a, b).contiguous(memory_format=memory_format(device)))
                 step_loss = loss_fn(out_1.float(), out_2.float(), a, b)
                 optimizer.zero_grad(set_to_none=True)
-                step_loss.backward()
+                if ranks.distributed:
+                    (step_loss * share_weight(len(a), len(a_index), ranks)).backward()
+                else:
+                    step_loss.backward()
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
                 # Accumulate on the tensor: a .item() here would sync every step.
                 loss_sum += step_loss.detach() * len(a)
-                pairs_seen += len(a)
+                pairs_seen += len(a_index)
                 kill_point("mid-epoch", epoch)
+            sum_over_ranks(loss_sum, ranks)
             valid_l1 = valid_psnr = None
-            if epoch % validate_every == 0 or epoch == epochs:
+            if ranks.is_main and (epoch % validate_every == 0 or epoch == epochs):
                 kill_point("validation", epoch)
-                valid_l1, valid_psnr = validate(step_model, valid_a, valid_b, mix=mix, loss=loss)
+                valid_l1, valid_psnr = validate(valid_model, valid_a, valid_b, mix=mix, loss=loss)
             result = EpochResult(epoch, float(loss_sum) / pairs_seen, valid_l1, valid_psnr,
                                  time.perf_counter() - started, time.time())
             history.append(result)
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and ranks.is_main:
                 on_epoch_end(result, model)
-            if on_checkpoint is not None:
+            if on_checkpoint is not None and ranks.is_main:
                 due = epoch % checkpoint_every == 0 or epoch == epochs
                 # Kept for an interruption, the state must not move on with the model: a copy.
                 state = training_state(history, model, optimizer, scheduler, generator, copied=not due)
@@ -190,6 +235,12 @@ def train_separator(
         if unsaved is not None:
             on_checkpoint(unsaved)
         raise
+    except RuntimeError as error:
+        if not (ranks.distributed and peer_lost(error)):
+            raise
+        if unsaved is not None:
+            on_checkpoint(unsaved)
+        raise Stopped("another process of the training is gone") from None
     model.eval()
     return history
 
