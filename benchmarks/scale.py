@@ -40,7 +40,7 @@ def throughput(set_config, subsets, epochs: int) -> float:
     import torch
 
     from unmix.experiment import train_set
-    from unmix.tracking import NullTracker
+    from unmix.tracking.tracker import NullTracker
 
     config = dataclasses.replace(set_config, epochs=epochs, validate_every=epochs, log_images_every=0, device="cpu")
     started = time.perf_counter()

@@ -42,7 +42,7 @@ from unmix.losses import LOSSES  # noqa: E402
 from unmix.mixing import MIXES  # noqa: E402
 from unmix.models import build_model  # noqa: E402
 from unmix.subset import Subsets  # noqa: E402
-from unmix.tracking import RunTracker  # noqa: E402
+from unmix.tracking.tracker import RunTracker  # noqa: E402
 from unmix.training import normalise, to_channels_first  # noqa: E402
 
 

@@ -9,9 +9,9 @@ from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
 from unmix.imageset import write_npz_atomically
 from unmix.reporting import write_metrics
-from unmix.run_lookup import model_digest, run_tags_for
+from unmix.tracking.run_lookup import model_digest, run_tags_for
 from unmix.subset import load_subsets
-from unmix.tracking import open_tracker
+from unmix.tracking.tracker import open_tracker
 
 
 def main(args: argparse.Namespace) -> None:
@@ -49,7 +49,7 @@ def main(args: argparse.Namespace) -> None:
           f"(baseline {baseline['seed_l1']:.4f})")
 
     # The Model Registry: the run's model becomes a version of unmix-<set>, `champion` the best.
-    from unmix.registry import register_evaluation
+    from unmix.tracking.registry import register_evaluation
 
     register_evaluation(config.tracking, args.set_name, tracker.run_id, evaluation.metrics, args.data)
 

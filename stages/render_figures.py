@@ -13,8 +13,8 @@ from unmix.cli import run_stage, stage_parser
 from unmix.config import load_config
 from unmix.paths import project_root
 from unmix.reporting import require_report_inputs
-from unmix.run_lookup import run_tags_for
-from unmix.tracking import open_tracker, resolve_tracking_uri
+from unmix.tracking.run_lookup import run_tags_for
+from unmix.tracking.tracker import open_tracker, resolve_tracking_uri
 
 
 def recorded_model_digest(outputs: Path) -> str | None:
@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> None:
                 trackers[name].log_artifact(path, artifact_path="figures")
         wall_time = "tracking is off"
         if config.tracking.enabled:
-            from unmix.run_lookup import wall_time_histories
+            from unmix.tracking.run_lookup import wall_time_histories
 
             uri = resolve_tracking_uri(config.tracking.uri, os.environ, project_root(os.environ, Path.cwd()))
             histories = wall_time_histories(uri, config.tracking.experiment, digests)

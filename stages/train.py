@@ -23,7 +23,7 @@ from unmix.distributed import LAUNCHED_ENV, Stopped, join, launch, launched, lea
 from unmix.paths import project_root
 from unmix.reporting import write_history
 from unmix.subset import load_subset_meta, load_subsets
-from unmix.tracking import open_tracker, run_params, run_tags
+from unmix.tracking.tracker import open_tracker, run_params, run_tags
 
 
 def main(args: argparse.Namespace) -> None:
@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> None:
             from unmix.devices import resolve_device
             from unmix.experiment import set_model_config, train_set
             from unmix.models import save_checkpoint
-            from unmix.run_lookup import model_digest
+            from unmix.tracking.run_lookup import model_digest
 
             device = join(ranks, resolve_device(set_config.device, name=f"sets.{args.set_name}.device"))
             subsets = load_subsets(args.data)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from unmix.delivery import Courier, backoff_s, next_batch
-from unmix.spool import Spool, read_spool
+from unmix.tracking.delivery import Courier, backoff_s, next_batch
+from unmix.tracking.spool import Spool, read_spool
 
 
 class FakeClock:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from unmix.registry import (
+from unmix.tracking.registry import (
     CHAMPION,
     MODEL_TYPE,
     Candidate,

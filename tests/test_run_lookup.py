@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 
-from unmix.run_lookup import model_digest, run_tags_for, wall_time_histories
-from unmix.tracking import RunTracker, run_lock_path
+from unmix.tracking.run_lookup import model_digest, run_tags_for, wall_time_histories
+from unmix.tracking.tracker import RunTracker, run_lock_path
 
 
 def client(uri: str):

@@ -17,10 +17,10 @@ import torch
 import yaml
 
 from unmix.models import build_model, model_config
-from unmix.registry import register_run_model
+from unmix.tracking.registry import register_run_model
 from unmix.serve.inference import example_mixture, separate_pictures
 from unmix.serve.mlflow_model import separator_config
-from unmix.tracking import _apply as apply_tracking_call
+from unmix.tracking.tracker import _apply as apply_tracking_call
 
 PICKLE_PROTOCOLS = {bytes([0x80, protocol]) for protocol in range(2, 6)}  # PROTO opcode + version
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unmix.spool import Spool, SpoolError, count_metric_values, describe, read_spool, spool_files
+from unmix.tracking.spool import Spool, SpoolError, count_metric_values, describe, read_spool, spool_files
 
 
 def test_every_kind_of_call_comes_back_as_it_went(tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_a_spool_whose_writer_still_runs_is_not_ours_to_deliver(tmp_path: Path) 
     import subprocess
     import sys
 
-    from unmix.spool import writer_alive
+    from unmix.tracking.spool import writer_alive
 
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

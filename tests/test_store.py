@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from unmix.store import StoreError, check_store, lock_path, open_experiment, retry_when_locked, sqlite_path
+from unmix.tracking.store import StoreError, check_store, lock_path, open_experiment, retry_when_locked, sqlite_path
 
 
 def test_sqlite_path_of_local_stores_only() -> None:
@@ -61,7 +61,7 @@ def test_a_corrupt_store_is_named(tmp_path: Path, content: bytes, problem: str) 
 
 
 def test_retry_when_locked_retries_only_a_locked_database(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("unmix.store.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("unmix.tracking.store.time.sleep", lambda seconds: None)
     attempts = []
 
     def locked_twice() -> str:

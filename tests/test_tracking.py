@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unmix.tracking import (
+from unmix.tracking.tracker import (
     NullTracker,
     RunTracker,
     TrackingError,
@@ -119,7 +119,7 @@ def test_a_backlog_of_epochs_arrives_complete_and_in_order(mlflow_uri: str) -> N
 
 DYING_CALLER = """
 import os, sys
-from unmix.tracking import RunTracker
+from unmix.tracking.tracker import RunTracker
 
 if __name__ == "__main__":
     tracker = RunTracker(uri=sys.argv[1], experiment="e", run_name="dies")
@@ -168,7 +168,7 @@ def test_a_server_that_is_down_or_a_bad_uri_is_one_line_within_seconds(uri: str,
 
 
 def test_the_experiment_opens_in_the_model_training_view(mlflow_uri: str) -> None:
-    from unmix.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+    from unmix.tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
     with RunTracker(uri=mlflow_uri, experiment="new", run_name="x"):
         pass
@@ -194,7 +194,7 @@ def test_creating_a_store_keeps_mlflow_chatter_off_stderr(tmp_path: Path, capfd:
 
 def left_by_a_dead_worker(spool):
     """The spool as a worker that has exited leaves it (this test process wrote it, and lives)."""
-    from unmix.spool import Spool
+    from unmix.tracking.spool import Spool
 
     dead = spool.path.with_name(spool.path.name.replace(f"-{os.getpid()}.", f"-{2 ** 22 + 1}."))
     spool.path.rename(dead)
@@ -204,7 +204,7 @@ def left_by_a_dead_worker(spool):
 
 
 def test_a_spool_is_delivered_later_into_the_same_run(mlflow_uri: str, tmp_path: Path) -> None:
-    from unmix.spool import Spool
+    from unmix.tracking.spool import Spool
 
     with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed") as tracker:
         tracker.log_metrics({"train/l1": 1.0}, step=1)
@@ -216,7 +216,7 @@ def test_a_spool_is_delivered_later_into_the_same_run(mlflow_uri: str, tmp_path:
     spool.append(("image", np.zeros((8, 8, 3), np.uint8), "reconstructions/valid", 3))
     spool.append(("end", "FINISHED"))
     left_by_a_dead_worker(spool)
-    result = subprocess.run([sys.executable, "-m", "unmix.deliver", "--spool", str(tmp_path / "spool")],
+    result = subprocess.run([sys.executable, "-m", "unmix.tracking.deliver", "--spool", str(tmp_path / "spool")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (f"delivered 2 metric values, 1 image, the run's end to run {run_id} "
@@ -226,19 +226,19 @@ def test_a_spool_is_delivered_later_into_the_same_run(mlflow_uri: str, tmp_path:
     assert client(mlflow_uri).get_run(run_id).info.status == "FINISHED"
     assert [a.path for a in client(mlflow_uri).list_artifacts(run_id)] == ["images"]
     assert not list((tmp_path / "spool").iterdir())
-    again = subprocess.run([sys.executable, "-m", "unmix.deliver", "--spool", str(tmp_path / "spool")],
+    again = subprocess.run([sys.executable, "-m", "unmix.tracking.deliver", "--spool", str(tmp_path / "spool")],
                            capture_output=True, text=True, timeout=300)
     assert again.stdout.startswith("nothing to deliver")
 
 
 def test_delivering_to_a_store_still_down_is_one_line_and_keeps_the_spool(tmp_path: Path) -> None:
-    from unmix.spool import Spool, spool_files
+    from unmix.tracking.spool import Spool, spool_files
 
     uri = f"http://127.0.0.1:{free_port()}"
     spool = Spool.create(tmp_path, uri, "0" * 32)
     spool.append(("metrics", {"train/l1": 0.5}, 1, 1000))
     spool = left_by_a_dead_worker(spool)
-    result = subprocess.run([sys.executable, "-m", "unmix.deliver", "--spool", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "unmix.tracking.deliver", "--spool", str(tmp_path)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: MLflow store {uri} did not take run {'0' * 32}'s calls from ")

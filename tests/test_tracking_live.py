@@ -248,12 +248,12 @@ def test_a_server_stopped_mid_run_costs_no_training_and_no_metric(tiny_project: 
     assert "Traceback" not in stderr
     kept = [line for line in stderr.splitlines() if "kept in" in line]
     assert len(kept) == 1 and kept[0].startswith(f"warning: MLflow store {mlflow_server.uri} unreachable ("), stderr
-    assert "deliver them later with `python -m unmix.deliver`" in kept[0]
+    assert "deliver them later with `python -m unmix.tracking.deliver`" in kept[0]
     spools = list((tiny_project / "mlflow-spool").glob("*.jsonl"))
     assert len(spools) == 1
 
     mlflow_server.start()
-    delivered = run_command([sys.executable, "-m", "unmix.deliver"], tiny_project)
+    delivered = run_command([sys.executable, "-m", "unmix.tracking.deliver"], tiny_project)
     second = [r for r in client.search_runs([run.info.experiment_id]) if r.info.run_id != run.info.run_id][0]
     assert f"to run {second.info.run_id} at {mlflow_server.uri}" in delivered.stdout
     steps = {key: sorted(m.step for m in client.get_metric_history(second.info.run_id, key))

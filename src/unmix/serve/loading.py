@@ -50,7 +50,7 @@ def project_tracking_uri(cwd: Path, environ: Mapping[str, str]) -> str:
 
     Never a stray mlflow.db in the current folder: outside a project, only the variable counts.
     """
-    from unmix.tracking import resolve_tracking_uri
+    from unmix.tracking.tracker import resolve_tracking_uri
 
     if environ.get("MLFLOW_TRACKING_URI"):
         return environ["MLFLOW_TRACKING_URI"]

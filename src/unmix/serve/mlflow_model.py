@@ -25,7 +25,7 @@ import mlflow
 import numpy as np
 from torch import nn
 
-from unmix.registry import MODEL_TYPE  # the logged model's type: what the registry accepts
+from unmix.tracking.registry import MODEL_TYPE  # the logged model's type: what the registry accepts
 
 WEIGHTS = "weights"  # the artifact key of the safetensors state dict
 MODEL_CODE = Path(__file__).with_name("model_code.py")

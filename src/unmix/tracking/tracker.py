@@ -21,11 +21,11 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from unmix.config import DataConfig, SetConfig
-from unmix.delivery import DELIVER_EVERY_S, Courier
+from unmix.tracking.delivery import DELIVER_EVERY_S, Courier
 from unmix.errors import UnmixError
 from unmix.paths import project_root
-from unmix.spool import SPOOL_DIR_NAME, Spool, describe, note_delivered, read_spool, remove_spool
-from unmix.store import check_store, open_experiment
+from unmix.tracking.spool import SPOOL_DIR_NAME, Spool, describe, note_delivered, read_spool, remove_spool
+from unmix.tracking.store import check_store, open_experiment
 
 DEFAULT_STORE_NAME = "mlflow.db"
 PARENT_CHECK_S = 5.0  # how often an idle tracking worker checks that its parent still lives
@@ -94,7 +94,7 @@ class RunTracker:
     The worker imports mlflow (and torch, for the model) and opens the store and the run
     while the caller imports torch and loads data: on two cores that start-up costs the
     training little, where a thread would contend for the GIL the whole time. Calls are
-    queued and reach the store in batches within seconds (unmix.delivery); a store that
+    queued and reach the store in batches within seconds (unmix.tracking.delivery); a store that
     goes away mid-run costs no training: calls wait in a spool on disk and are retried.
     `wait_open` says, before any training, whether the store can be reached at all;
     `finish` waits for everything queued and ends the run with a status. Used as a
@@ -205,7 +205,7 @@ class RunTracker:
         if undelivered is not None:
             print(f"warning: MLflow store {self._uri} unreachable ({undelivered['reason']}): "
                   f"{undelivered['what']} of run {run_id} kept in {undelivered['spool']}; "
-                  f"deliver them later with `python -m unmix.deliver`", file=sys.stderr, flush=True)
+                  f"deliver them later with `python -m unmix.tracking.deliver`", file=sys.stderr, flush=True)
         return run_id
 
     def _reply(self, expected: str) -> Any:
@@ -457,7 +457,7 @@ def deliver_spool(path: Path, uri: str | None = None) -> tuple[str, str, list[tu
     run and the calls delivered; deletes the spool when all are in. A failure keeps the
     rest in the spool, marks how far it got, and is a TrackingError.
     """
-    from unmix.delivery import next_batch
+    from unmix.tracking.delivery import next_batch
 
     header, already, calls = read_spool(path)
     uri, run_id = uri or header["uri"], header["run_id"]

@@ -13,7 +13,7 @@ import collections
 import time
 from typing import Callable
 
-from unmix.spool import Spool
+from unmix.tracking.spool import Spool
 
 # A batch waits at most this long after the previous send: with the send itself, each
 # epoch's metrics reach the store within ~10 s of the epoch's end.

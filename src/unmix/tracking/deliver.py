@@ -1,7 +1,7 @@
 """Deliver tracking calls an MLflow store did not take into their runs, now that it is back.
 
-    python -m unmix.deliver                 # every spool under <repo>/mlflow-spool/
-    python -m unmix.deliver --uri URI       # the store moved: deliver there instead
+    python -m unmix.tracking.deliver                 # every spool under <repo>/mlflow-spool/
+    python -m unmix.tracking.deliver --uri URI       # the store moved: deliver there instead
 
 A stage whose store went away and stayed away leaves its metrics, images and model in
 `mlflow-spool/` and says so in one line; this puts them into the same run, in order.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from unmix.cli import run_stage
 from unmix.paths import project_root
-from unmix.spool import SPOOL_DIR_NAME, describe, spool_files, writer_alive
-from unmix.tracking import deliver_spool
+from unmix.tracking.spool import SPOOL_DIR_NAME, describe, spool_files, writer_alive
+from unmix.tracking.tracker import deliver_spool
 
 
 def main(args: argparse.Namespace) -> None:

@@ -206,7 +206,7 @@ def register_evaluation(
     from unmix.evaluation import flatten_metrics
     from unmix.paths import project_root
     from unmix.subset import load_subset_meta
-    from unmix.tracking import git_commit, resolve_tracking_uri
+    from unmix.tracking.tracker import git_commit, resolve_tracking_uri
 
     from mlflow.exceptions import MlflowException
 
