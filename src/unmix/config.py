@@ -102,6 +102,7 @@ class SetConfig:
     log_images_every: int = field(default=10, metadata=_at_least(0))  # epochs; 0 = last epoch only
     device: str = field(default="auto", metadata=_choice(DEVICES))  # auto: cuda when there is one
     compile: bool = False  # train through torch.compile (pays off on CUDA, not on a small CPU)
+    test_flips: bool = False  # validate and evaluate on the average of the mixture's and its mirror's outputs
 
 
 @dataclass(frozen=True)

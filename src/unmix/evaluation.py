@@ -11,7 +11,7 @@ from torch import nn
 from unmix.metrics import assignment_swapped, best_seed_l1, pair_metrics, seed_l1, to_pixel_range
 from unmix.mixing import MIXES, trivial_separation
 from unmix.progress import StepProgress
-from unmix.training import normalise, separate, to_uint8_images
+from unmix.training import normalise, separate_with_flips, to_uint8_images
 
 Tensor = torch.Tensor
 
@@ -68,12 +68,14 @@ def summarise(scores: dict[str, Tensor]) -> dict:
     return summary
 
 
-def evaluate_separator(model: nn.Module, a_images: np.ndarray, b_images: np.ndarray, mix: str) -> Evaluation:
-    """Score `model` and the trivial baseline on fixed uint8 (P, 32, 32, 3) pairs."""
+def evaluate_separator(model: nn.Module, a_images: np.ndarray, b_images: np.ndarray, mix: str,
+                       test_flips: bool = False) -> Evaluation:
+    """Score `model` (with `test_flips`, its test-time flip average) and the trivial baseline
+    on fixed uint8 (P, 32, 32, 3) pairs."""
     a = normalise(torch.from_numpy(a_images).permute(0, 3, 1, 2))
     b = normalise(torch.from_numpy(b_images).permute(0, 3, 1, 2))
     mixture = MIXES[mix](a, b)
-    out_1, out_2 = separate(model, mixture)
+    out_1, out_2 = separate_with_flips(model, mixture, test_flips)
     with StepProgress(2 * len(a), "scoring model and baseline", "pair") as progress:
         model_scores = score_in_chunks(out_1, out_2, a, b, progress)
         baseline_scores = score_in_chunks(*trivial_separation(mixture, mix), a, b, progress)

@@ -84,6 +84,7 @@ def fit_set(
         on_checkpoint=on_checkpoint,
         checkpoint_every=checkpoint_every,
         ranks=ranks,
+        test_flips=set_config.test_flips,
     )
     return model, history
 
@@ -165,6 +166,6 @@ def evaluate_set(
 ) -> Evaluation:
     """Score the model on the fixed test pairs, on the set's device, and add the metrics to its run."""
     place_model(model, device or resolve_device(set_config.device))
-    evaluation = evaluate_separator(model, subsets.test.a, subsets.test.b, set_config.mix)
+    evaluation = evaluate_separator(model, subsets.test.a, subsets.test.b, set_config.mix, set_config.test_flips)
     tracker.log_metrics({k: v for k, v in flatten_metrics(evaluation.metrics).items() if not k.endswith("n_pairs")})
     return evaluation

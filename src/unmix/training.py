@@ -131,6 +131,7 @@ def train_separator(
     on_checkpoint: Callable[[dict], None] | None = None,
     checkpoint_every: int = 1,
     ranks: Ranks = SINGLE,
+    test_flips: bool = False,
 ) -> list[EpochResult]:
     """Train `model` in place on mixtures of pairs of uint8 (N, 3, 32, 32) images (a view is fine).
 
@@ -144,6 +145,7 @@ def train_separator(
     `checkpoint_every` epochs and after the last; an interruption (KeyboardInterrupt) hands
     it the last finished epoch's state first when that was not checkpointed yet. `resume`,
     such a state, continues after its epoch to the same numbers as an uninterrupted run.
+    `test_flips` validates with the test-time flip average (`separate_with_flips`).
 
     With several `ranks` (torchrun, process group joined), every rank draws the whole
     batch's pairs and flips and trains on its share through DistributedDataParallel; rank 0
@@ -218,7 +220,7 @@ def train_separator(
             valid_l1 = valid_psnr = None
             if ranks.is_main and (epoch % validate_every == 0 or epoch == epochs):
                 kill_point("validation", epoch)
-                valid_l1, valid_psnr = validate(valid_model, valid_a, valid_b, mix=mix, loss=loss)
+                valid_l1, valid_psnr = validate(valid_model, valid_a, valid_b, mix=mix, loss=loss, flips=test_flips)
             result = EpochResult(epoch, float(loss_sum) / pairs_seen, valid_l1, valid_psnr,
                                  time.perf_counter() - started, time.time())
             history.append(result)
@@ -334,10 +336,33 @@ def separate(model: nn.Module, mixture: Tensor) -> tuple[Tensor, Tensor]:
     return torch.cat(firsts), torch.cat(seconds)
 
 
-def validate(model: nn.Module, a: Tensor, b: Tensor, *, mix: str, loss: str) -> tuple[float, float]:
-    """The training loss and best-assignment PSNR (dB) of `model` on fixed uint8 pairs."""
+def merge_mirrored(out_1: Tensor, out_2: Tensor, mirrored_1: Tensor, mirrored_2: Tensor) -> tuple[Tensor, Tensor]:
+    """Average two separations of one mixture: (out_1, out_2) and, mirrored back, those of its
+    mirror image. Which mirrored output goes with which is decided per pair by the smaller
+    L1 distance: a symmetric mix gives no reason for the two passes to order them alike."""
+    kept = (out_1 - mirrored_1).abs().flatten(1).mean(1) + (out_2 - mirrored_2).abs().flatten(1).mean(1)
+    crossed = (out_1 - mirrored_2).abs().flatten(1).mean(1) + (out_2 - mirrored_1).abs().flatten(1).mean(1)
+    swap = (crossed < kept)[:, None, None, None]
+    partner_1 = torch.where(swap, mirrored_2, mirrored_1)
+    partner_2 = torch.where(swap, mirrored_1, mirrored_2)
+    return (out_1 + partner_1) / 2, (out_2 + partner_2) / 2
+
+
+def separate_with_flips(model: nn.Module, mixture: Tensor, flips: bool) -> tuple[Tensor, Tensor]:
+    """`separate`, or with `flips` the test-time average of the mixture's and its mirror's
+    separations (`merge_mirrored`): twice the inference for a better estimate."""
+    out_1, out_2 = separate(model, mixture)
+    if not flips:
+        return out_1, out_2
+    mirrored_1, mirrored_2 = separate(model, mixture.flip(-1))
+    return merge_mirrored(out_1, out_2, mirrored_1.flip(-1), mirrored_2.flip(-1))
+
+
+def validate(model: nn.Module, a: Tensor, b: Tensor, *, mix: str, loss: str, flips: bool = False) -> tuple[float, float]:
+    """The training loss and best-assignment PSNR (dB) of `model` on fixed uint8 pairs
+    (with `flips`, of its test-time flip average)."""
     a, b = normalise(a), normalise(b)
-    out_1, out_2 = separate(model, MIXES[mix](a, b))
+    out_1, out_2 = separate_with_flips(model, MIXES[mix](a, b), flips)
     # Not pair_metrics: its SSIM would cost as much as a training epoch here.
     psnr, _ = best_psnr_and_seed_l1(out_1, out_2, a, b)
     return float(LOSSES[loss](out_1, out_2, a, b)), float(psnr.mean())
