@@ -94,3 +94,24 @@ def test_checkpoint_cost_prints_size_share_and_ratio(tmp_path):
     assert re.search(r"^writing them inside the stage: median \d+\.\d\d s, \d+\.\d\d% of the median", out, flags=re.M)
     assert re.search(r"^train stage on/off ratio over 1 alternated pairs: median \d+\.\d{3}", out, flags=re.M)
     assert re.search(r"^checkpoint cost: [+-]\d+\.\d% of the train stage$", out.splitlines()[-1])
+
+
+def test_frontier_reads_every_record_with_its_psnr_and_draws_the_figure(tmp_path: Path):
+    import json
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import frontier
+
+    reports = tmp_path / "reports"
+    for folder, minutes, psnr in (("cifar10_a", 4.1, 17.3), ("cifar10_b", 14.0, 17.7)):
+        (reports / folder / "best").mkdir(parents=True)
+        (reports / folder / "record.json").write_text(json.dumps(
+            {"label": folder, "device": "cpu", "protocol": True, "train_minutes": minutes,
+             "metrics": "best/metrics.json"}))
+        (reports / folder / "best" / "metrics.json").write_text(json.dumps(
+            {"test": {"best": {"psnr": psnr}}, "baseline": {"best": {"psnr": 15.6}}}))
+    records = frontier.load_records(reports)
+    assert [(r["folder"], r["train_minutes"], r["psnr"], r["baseline"]) for r in records] == [
+        ("cifar10_a", 4.1, 17.3, 15.6), ("cifar10_b", 14.0, 17.7, 15.6)]
+    # The repository's own records draw: every one has its metrics file.
+    assert {r["folder"] for r in frontier.load_records(REPO / "reports")} >= {"cifar10_5min", "cifar10_15min"}

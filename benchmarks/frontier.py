@@ -1,0 +1,77 @@
+"""Quality against training minutes for every recorded CIFAR-10 run: the frontier figure.
+
+    python benchmarks/frontier.py            # writes reports/frontier.png
+
+Reads each `reports/cifar10*/record.json` (what ran, where, for how many minutes of the
+train stage, the command) and its `metrics.json` (best-assignment PSNR on the protocol's
+5,000 unseen test pairs), and draws PSNR against minutes on a log axis: the CPU rows as a
+line, the GPU run apart (another machine), the issue's goals as marks, the baseline
+(output the mixture) as a floor.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GOALS = {5: 17.6, 15: 18.0, 60: 18.5}  # minutes of CPU training → dB (issue "Separation you can see")
+
+
+def load_records(reports: Path) -> list[dict]:
+    """One dict per record: its fields, its test PSNR and the baseline's."""
+    records = []
+    for path in sorted(reports.glob("cifar10*/record.json")):
+        record = json.loads(path.read_text())
+        metrics = json.loads((path.parent / record["metrics"]).read_text())
+        record.update(psnr=metrics["test"]["best"]["psnr"], baseline=metrics["baseline"]["best"]["psnr"],
+                      folder=path.parent.name)
+        records.append(record)
+    return records
+
+
+def main() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = load_records(REPO / "reports")
+    if not records:
+        sys.exit("no reports/cifar10*/record.json")
+    cpu = sorted((r for r in records if r["device"] == "cpu" and r["protocol"]), key=lambda r: r["train_minutes"])
+    others = [r for r in records if r not in cpu]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    ax.plot([r["train_minutes"] for r in cpu], [r["psnr"] for r in cpu], "o-", color="tab:blue",
+            label="CPU, 2 cores (protocol: 39,500 training images)")
+    for r in cpu:
+        ax.annotate(f"{r['psnr']:.2f}", (r["train_minutes"], r["psnr"]), textcoords="offset points", xytext=(0, 7),
+                    ha="center", fontsize=8)
+    for r in others:
+        marker, color = ("*", "tab:red") if r["device"] != "cpu" else ("s", "tab:gray")
+        ax.plot(r["train_minutes"], r["psnr"], marker, color=color, markersize=11 if marker == "*" else 7,
+                label=r["label"])
+        ax.annotate(f"{r['psnr']:.2f}", (r["train_minutes"], r["psnr"]), textcoords="offset points", xytext=(8, -3),
+                    fontsize=8)
+    ax.plot(list(GOALS), list(GOALS.values()), "_", color="tab:green", markersize=22, markeredgewidth=2,
+            label="goals at 5, 15, 60 min (CPU)")
+    ax.axhline(records[0]["baseline"], color="black", linestyle=":", linewidth=1, label="output the mixture")
+    ax.set_xscale("log")
+    ax.set_xticks([1, 2, 5, 10, 15, 30, 60])
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel("minutes of training (train stage)")
+    ax.set_ylabel("PSNR, best assignment (dB)\n5,000 unseen CIFAR-10 pairs")
+    ax.set_title("unmix `best`: separation quality against training time")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out = REPO / "reports" / "frontier.png"
+    fig.savefig(out)
+    for r in sorted(records, key=lambda r: r["train_minutes"]):
+        print(f"{r['folder']:20s} {r['device']:5s} {r['train_minutes']:6.1f} min  {r['psnr']:.2f} dB")
+    print(f"wrote {out.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
