@@ -49,6 +49,7 @@ def register_fresh_model(set_name: str, params: Path, folder: Path) -> tuple[str
     set_config = load_config(params).set(set_name)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # not one inherited from the caller's environment
     experiment = mlflow.create_experiment("unmix", artifact_location=(folder / "mlartifacts").as_uri())
     torch.manual_seed(0)
     model = build_model(**set_model_config(set_config)).eval()
@@ -95,12 +96,15 @@ def main() -> None:
         else:
             uri, store = register_fresh_model(args.set_name, args.params, Path(tmp))
         print(f"model {uri} in {store}")
-        env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+        # Both URIs: a registry URI in the caller's environment would resolve models:/ elsewhere.
+        env = {**os.environ, "MLFLOW_TRACKING_URI": store, "MLFLOW_REGISTRY_URI": store}
         loads = []
         for _ in range(args.loads):
-            out = subprocess.run([sys.executable, "-c", LOAD_SCRIPT.format(uri=uri)], env=env, cwd=tmp,
-                                 capture_output=True, text=True, check=True).stdout
-            loads.append(json.loads(out.strip().splitlines()[-1]))
+            loaded = subprocess.run([sys.executable, "-c", LOAD_SCRIPT.format(uri=uri)], env=env, cwd=tmp,
+                                    capture_output=True, text=True)
+            if loaded.returncode != 0:
+                sys.exit(f"loading {uri} in a fresh process failed:\n{loaded.stderr[-3000:]}")
+            loads.append(json.loads(loaded.stdout.strip().splitlines()[-1]))
         print(f"load by alias, fresh process: import mlflow {describe([l['imports'] for l in loads])}; "
               f"load_model {describe([l['load'] for l in loads])}")
 
