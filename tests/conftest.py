@@ -161,13 +161,14 @@ def team_server() -> Iterator[TeamServer]:
     """
     import psutil
 
+    from unmix.services import free_port
     from unmix.team import postgres, server
 
     require_postgres()
     root = Path(tempfile.mkdtemp(prefix="unmix-team-"))
     root.chmod(0o755)  # the postgres user must get into the cluster folder inside
     log = root / "launcher.log"
-    port = postgres.free_port()
+    port = free_port()
     command = [sys.executable, "-m", "unmix.team.server", "--cluster", str(root / "postgres"),
                "--artifacts-destination", str(root / "artifacts"), "--port", str(port), "--workers", "2"]
     with log.open("w") as out:

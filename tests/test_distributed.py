@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from test_resume_pipeline import copy_of, repro
 from unmix.distributed import SINGLE, Ranks, ranks_from_env, share, share_weight, threads_per_process
 from unmix.errors import UnmixError
 from unmix.training import train_separator
+from unmix.services import free_port
 
 # Relative difference allowed between one process and two on a model without batch norm or
 # dropout: the ranks' gradients are summed in another order, nothing else differs.
@@ -91,12 +91,6 @@ def loop_run(rank: int, world: int, port: int, folder: str) -> None:
     if ranks.is_main:
         rows = [f"{r.train_l1!r},{r.valid_l1!r}" for r in history]
         Path(folder, f"world{world}.csv").write_text("\n".join(rows))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_losses(path: Path) -> list[tuple[float, float]]:

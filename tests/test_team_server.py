@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_SET, TeamServer, command_env, git, write_params
+from unmix.services import free_port
 from unmix.team import postgres, server
 
 EPOCHS = list(range(1, TINY_SET["epochs"] + 1))
@@ -170,6 +171,6 @@ def assert_run_complete(client, run, team_server: TeamServer) -> None:
 
 
 def test_an_unreachable_database_is_one_line() -> None:
-    uri = f"postgresql://mlflow@127.0.0.1:{postgres.free_port()}/mlflow"  # nobody listens there
+    uri = f"postgresql://mlflow@127.0.0.1:{free_port()}/mlflow"  # nobody listens there
     with pytest.raises(server.UnmixError, match=rf"cannot read the database {uri}: connection failed"):
         server.upgrade_schema_if_needed(uri, {})

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from unmix.services import free_port
 from unmix.tracking.tracker import (
     NullTracker,
     RunTracker,
@@ -143,14 +144,6 @@ def test_a_caller_killed_mid_message_leaves_no_worker_behind(mlflow_uri: str, tm
         time.sleep(0.2)
     assert not Path(f"/proc/{worker_pid}").exists(), "the tracking worker outlived its caller"
     assert client(mlflow_uri).get_run(run_id).info.status == "FAILED"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "htp://nowhere/{port}"])

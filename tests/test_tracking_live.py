@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, run_command, write_params
+from unmix.services import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -135,12 +135,6 @@ def test_each_epochs_metrics_reach_the_store_within_seconds_of_the_epoch(tiny_pr
     assert not missing
     assert worst <= ARRIVAL_LIMIT_S, sorted(delays.items(), key=lambda item: -item[1])[:5]
     assert "Creating initial MLflow database tables" not in stage.stderr()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MlflowServer:

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -23,6 +20,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from unmix.errors import UnmixError
+from unmix.services import free_port, stop_process_group, wait_until_answering
 
 START_TIMEOUT_S = 300.0  # imports of mlflow and torch, the model's load: slow on a busy CPU
 STOP_TIMEOUT_S = 30.0
@@ -30,13 +28,6 @@ STOP_TIMEOUT_S = 30.0
 
 class ServerError(UnmixError):
     """The model server did not start, or answered with an error."""
-
-
-def free_port() -> int:
-    """A localhost port nobody listens on now (the OS picks it)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
@@ -58,7 +49,7 @@ def served_model(
             _wait_until_ready(url, server, log, timeout_s)
             yield url
         finally:
-            _stop(server)
+            stop_process_group(server, STOP_TIMEOUT_S)
 
 
 def invoke(url: str, mixtures: np.ndarray, timeout_s: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
@@ -74,35 +65,9 @@ def invoke(url: str, mixtures: np.ndarray, timeout_s: float = 120.0) -> tuple[np
 
 
 def _wait_until_ready(url: str, server: subprocess.Popen, log, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise ServerError(f"the model server exited ({server.returncode}): {_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise ServerError(f"the model server did not answer /ping within {timeout_s:.0f} s: {_tail(log)}")
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (it forks workers), SIGKILL if it lingers."""
-    if server.poll() is None:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        except ProcessLookupError:
-            pass
-    try:
-        os.killpg(server.pid, signal.SIGKILL)  # workers left behind by a leader that exited
-    except ProcessLookupError:
-        pass
+    problem = wait_until_answering(f"{url}/ping", server, timeout_s)
+    if problem is not None:
+        raise ServerError(f"the model server {problem}: {_tail(log)}")
 
 
 def _tail(log, lines: int = 5) -> str:

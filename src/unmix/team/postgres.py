@@ -19,13 +19,13 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from unmix.errors import UnmixError
+from unmix.services import free_port
 
 SERVER_USER = "postgres"  # the account server programs run as when we are root
 SUPERUSER = "postgres"  # the cluster's superuser role, reachable only over the socket
@@ -60,13 +60,6 @@ def find_server_programs(environ: Mapping[str, str] | None = None, debian_glob: 
 def _major_version(folder: Path) -> int:
     name = folder.parent.name
     return int(name) if name.isdigit() else -1
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def server_user_prefix(euid: int | None = None) -> list[str]:

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from unmix.errors import UnmixError
+from unmix.services import stop_process_group, wait_until_answering
 from unmix.team import postgres
 
 DEFAULT_DIR = Path(".mlflow-server")
@@ -101,32 +101,9 @@ def server_command(*, host: str, port: int, artifacts: str, workers: int | None,
 
 def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float) -> None:
     """Return once GET <url>/health answers OK; raise if the server exits or `timeout_s` passes."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise UnmixError(f"mlflow server exited with status {process.returncode} before answering at {url}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise UnmixError(f"mlflow server did not answer at {url}/health within {timeout_s:.0f} s")
-
-
-def stop_process_group(process: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM the process's whole group (the server and its workers), SIGKILL what outlives `timeout_s`."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
+    problem = wait_until_answering(f"{url}/health", process, timeout_s, probe_timeout_s=2)
+    if problem is not None:
+        raise UnmixError(f"mlflow server at {url} {problem}")
 
 
 class _Stop(Exception):
@@ -182,7 +159,7 @@ def serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the teardown short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if server is not None:
-            stop_process_group(server)
+            stop_process_group(server, STOP_TIMEOUT_S)
         if started_cluster and cluster is not None and cluster.is_running():
             cluster.stop()
 
