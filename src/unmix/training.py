@@ -159,16 +159,17 @@ def train_separator(
     place_model(model, device)
     train_images = train_images.to(device)
     valid_a, valid_b = valid_a.to(device), valid_b.to(device)
-    trained_model = model
+    step_model = torch.compile(model) if compile_model else model
+    valid_model = step_model
     if ranks.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         if device.type == "cuda":  # statistics over the global batch; SyncBatchNorm has no CPU kernel
             nn.SyncBatchNorm.convert_sync_batchnorm(model)  # swaps the layers in place
-        trained_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    step_model = torch.compile(trained_model) if compile_model else trained_model
-    # Validation runs on rank 0 alone: through DDP its forward would wait for the other ranks.
-    valid_model = step_model if not ranks.distributed else torch.compile(model) if compile_model else model
+        wrapped = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        step_model = torch.compile(wrapped) if compile_model else wrapped
+        # valid_model stays the plain one: validation runs on rank 0 alone, and a forward
+        # through DDP would wait for the other ranks.
     fixed_pairs = None
     if not fresh_pairs:
         fixed_pairs = torch.randperm(len(train_images), generator=generator, device=device)
