@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unmix.devices import autocast, memory_format, model_device, place_model, resolve_device
+from unmix.devices import autocast, memory_format, model_device, place_model, resolve_device, uses_bf16
 from unmix.errors import ConfigError
 
 
@@ -44,6 +44,28 @@ def test_cuda_asks_for_bf16_autocast_and_channels_last():
     context = autocast(cuda)
     assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
     assert memory_format(cuda) == torch.channels_last
+
+
+def test_bf16_on_the_cpu_autocasts_and_goes_channels_last():
+    cpu = torch.device("cpu")
+    layer = torch.nn.Linear(4, 4)
+    with autocast(cpu, "bf16"):
+        assert layer(torch.ones(2, 4)).dtype == torch.bfloat16
+    assert memory_format(cpu, "bf16") == torch.channels_last
+    assert place_model(torch.nn.Conv2d(3, 4, 3), cpu, "bf16").weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(("device", "precision", "expected"), [
+    ("cpu", "auto", False), ("cpu", "fp32", False), ("cpu", "bf16", True),
+    ("cuda", "auto", True), ("cuda", "fp32", False), ("cuda", "bf16", True),
+])
+def test_uses_bf16_by_device_and_precision(device, precision, expected):
+    assert uses_bf16(torch.device(device), precision) is expected
+
+
+def test_unknown_precision_names_the_parameter():
+    with pytest.raises(ConfigError, match=r"^precision: expected one of auto, fp32, bf16, got 'fp16'$"):
+        uses_bf16(torch.device("cpu"), "fp16")
 
 
 def test_place_model_and_model_device():

@@ -9,6 +9,7 @@ from torch import nn
 from unmix.models import (
     ARCHITECTURES,
     ConsistentSeparator,
+    GlobalContext,
     SeedAutoencoder,
     UNetSeparator,
     build_model,
@@ -189,10 +190,51 @@ def test_unet_width_and_depth_set_the_channels_of_each_scale():
     assert net.stem[0][0].out_channels == 8 and net.head.out_channels == 6
 
 
+def test_top_width_narrows_full_resolution_alone(mixture):
+    net = UNetSeparator(width=8, depth=3, top_width=4)
+    assert net.stem[0][0].out_channels == 4 and net.head.in_channels == 4
+    assert [block[0][0].out_channels for block in net.down] == [16, 32, 64]
+    assert [fuse[0][0].in_channels for fuse in net.fuse] == [8, 32, 64]  # 4 + 4 upsampled at the top
+    assert net.eval()(mixture)[0].shape == mixture.shape
+    assert "top_width" not in model_config("unet", 8, 3, False, "mean")
+    assert model_config("unet", 8, 3, False, "mean", top_width=4)["top_width"] == 4
+
+
 def test_unet_has_a_skip_connection_at_every_scale(mixture):
     # Each fuse block takes the upsampled features and the same-scale encoder features.
     net = UNetSeparator(width=8, depth=3)
     assert [fuse[0][0].in_channels for fuse in net.fuse] == [16, 32, 64]
+
+
+@pytest.mark.parametrize("size", [(32, 32), (48, 24)])
+def test_unet_with_attention_gives_full_size_images_at_any_trained_multiple(size):
+    torch.manual_seed(0)
+    mixture = torch.rand(2, 3, *size) * 2 - 1
+    net = build_model("unet", width=8, depth=3, attention=True).eval()
+    assert isinstance(net.context, GlobalContext)
+    out_1, out_2 = net(mixture)
+    assert out_1.shape == out_2.shape == mixture.shape
+
+
+def test_global_context_lets_every_position_see_the_whole_map():
+    # A 3×3 convolution at (0, 0) cannot see (3, 3); after the block, every position can.
+    torch.manual_seed(0)
+    block = GlobalContext(8, heads=2).eval()
+    features = torch.randn(1, 8, 4, 4)
+    changed = features.clone()
+    changed[0, :, 3, 3] += 1.0
+    with torch.no_grad():
+        before, after = block(features), block(changed)
+    moved = (after - before).abs().sum(1)[0]  # (4, 4)
+    assert (moved > 1e-4).all()
+
+
+def test_attention_is_in_the_config_only_when_used():
+    assert "attention" not in model_config("unet", 8, 2, True, "mean")
+    config = model_config("unet", 8, 2, True, "mean", attention=True)
+    assert config["attention"] is True
+    assert build_model(**config).separator.context is not None
+    assert build_model(**model_config("unet", 8, 2, True, "mean")).separator.context is None
 
 
 @pytest.mark.parametrize("mix", ["quarter_sum", "mean", "half_difference"])
@@ -244,8 +286,9 @@ def test_loaded_model_differs_from_a_fresh_one(tmp_path, mixture):
         assert not torch.equal(fresh(mixture)[0], original(mixture)[0])
 
 
-def test_checkpoint_rebuilds_a_consistent_unet(tmp_path, mixture):
-    config = model_config("unet", 8, 2, True, "half_difference")
+@pytest.mark.parametrize("attention", [False, True])
+def test_checkpoint_rebuilds_a_consistent_unet(tmp_path, mixture, attention):
+    config = model_config("unet", 8, 2, True, "half_difference", attention=attention)
     torch.manual_seed(6)
     original = build_model(**config).eval()
     save_checkpoint(original, tmp_path / "u.pt", config, {})

@@ -14,11 +14,15 @@ from unmix.training import to_channels_first, train_separator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# Between them: dropout (seed arch), BatchNorm, a one-cycle schedule, flips, fresh and fixed pairs.
+# Between them: dropout (seed arch), BatchNorm, a one-cycle schedule, flips, fresh and fixed pairs,
+# the weight average (its own state) and bf16 steps through attention.
 CASES = {
     "seed_fixed_pairs": ({"arch": "seed"}, {"mix": "quarter_sum", "loss": "fixed", "fresh_pairs": False}),
     "unet_onecycle_flips": ({"arch": "unet", "width": 4, "depth": 1, "consistency": True, "mix": "mean"},
                             {"mix": "mean", "loss": "pit", "schedule": "onecycle", "flip": True}),
+    "unet_attention_ema_bf16": (
+        {"arch": "unet", "width": 4, "depth": 1, "consistency": True, "mix": "mean", "attention": True},
+        {"mix": "mean", "loss": "pit", "schedule": "onecycle", "ema": 0.9, "precision": "bf16"}),
 }
 EPOCHS = 3
 

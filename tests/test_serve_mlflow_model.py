@@ -32,6 +32,8 @@ PICKLE_PROTOCOLS = {bytes([0x80, protocol]) for protocol in range(2, 6)}  # PROT
         model_config("seed", 32, 3, True, "half_difference"),
         model_config("unet", 8, 2, True, "mean"),
         model_config("unet", 16, 3, False, "mean"),
+        model_config("unet", 8, 3, True, "mean", attention=True),
+        model_config("unet", 8, 2, False, "mean", top_width=4),
     ],
 )
 def test_separator_config_reads_back_what_built_the_model(config: dict) -> None:

@@ -294,6 +294,40 @@ def test_compiled_training_matches_eager(images):
         assert torch.allclose(eager, compiled, atol=1e-5)
 
 
+def test_ema_leaves_training_alone_and_returns_the_hand_computed_average(images):
+    # One step per epoch (16 images, batch 16), constant rate: the average after two steps
+    # with decay 0.25 is 0.25 * w1 + 0.75 * w2 (the first update copies w1).
+    after_epoch = []
+    plain_model, plain_history = run(images, epochs=2, batch_size=16,
+                                     on_epoch_end=lambda result, model: after_epoch.append(
+                                         {k: v.clone() for k, v in model.state_dict().items()}))
+    averaged_model, averaged_history = run(images, epochs=2, batch_size=16, ema=0.25)
+    assert [r.train_l1 for r in averaged_history] == [r.train_l1 for r in plain_history]
+    first, second = after_epoch
+    for name, value in averaged_model.state_dict().items():
+        torch.testing.assert_close(value, 0.25 * first[name] + 0.75 * second[name])
+    assert not weights_equal(averaged_model, plain_model)
+
+
+def test_ema_validates_and_shows_the_averaged_weights(images):
+    shown = []
+    model, history = run(images, epochs=2, batch_size=16, ema=0.5, mix="mean", loss="pit",
+                         on_epoch_end=lambda result, model: shown.append(model))
+    assert shown[0] is shown[1]  # one averaged model, updated in place
+    assert weights_equal(shown[-1], model)
+    a, b = images["valid_a"], images["valid_b"]
+    assert validate(model, a, b, mix="mean", loss="pit") == (history[-1].valid_l1, history[-1].valid_psnr)
+
+
+def test_bf16_steps_on_the_cpu_are_reproducible_and_near_float32(images):
+    fp32_model, fp32_history = run(images, epochs=1, batch_size=16)
+    bf16_model, bf16_history = run(images, epochs=1, batch_size=16, precision="bf16")
+    again_model, again_history = run(images, epochs=1, batch_size=16, precision="bf16")
+    assert bf16_history == again_history and weights_equal(bf16_model, again_model)
+    assert bf16_history[0].train_l1 != fp32_history[0].train_l1  # the steps did run in bf16
+    assert bf16_history[0].train_l1 == pytest.approx(fp32_history[0].train_l1, rel=2e-2)
+
+
 def test_training_from_a_channels_first_view_equals_a_contiguous_copy():
     rng = np.random.default_rng(1)
     nhwc = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)

@@ -182,7 +182,7 @@ class ResumeCheckpoint:
             device = resolve_device(c.device).type
         except ConfigError:  # cuda without a GPU: the stage says so before any training
             device = c.device
-        return resume_digest(c, self.data_digest, model_config(c.arch, c.width, c.depth, c.consistency, c.mix),
+        return resume_digest(c, self.data_digest, model_config(c.arch, c.width, c.depth, c.consistency, c.mix, c.attention, c.top_width),
                              torch.__version__, torch.get_num_threads(), device, self.processes)
 
     @property

@@ -8,7 +8,7 @@ from typing import ContextManager
 import torch
 from torch import nn
 
-from unmix.config import DEVICES
+from unmix.config import DEVICES, PRECISIONS
 from unmix.errors import ConfigError
 
 
@@ -24,25 +24,34 @@ def resolve_device(requested: str, name: str = "device") -> torch.device:
     return torch.device(requested)
 
 
-def autocast(device: torch.device) -> ContextManager:
-    """bf16 autocast on CUDA (tensor cores, no loss scaling needed); float32 on the CPU.
+def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """Whether arithmetic runs under bf16 autocast: `auto` means on CUDA only.
 
-    The CPU keeps float32: bf16 matmuls are not faster on CPUs without AMX, and the CPU
-    results stay bit-for-bit reproducible.
+    `auto` keeps the CPU in float32, whose results are bit-for-bit the same on any x86 CPU;
+    `bf16` on a CPU with native bf16 (AVX512-BF16 or AMX) trains about twice as fast, with
+    results reproducible on CPUs of that kind.
     """
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def autocast(device: torch.device, precision: str = "auto") -> ContextManager:
+    """bf16 autocast where `uses_bf16` says so (no loss scaling needed); else float32."""
+    if uses_bf16(device, precision):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def memory_format(device: torch.device) -> torch.memory_format:
-    """channels-last on CUDA, where cuDNN's NHWC kernels are faster; contiguous on the CPU."""
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+def memory_format(device: torch.device, precision: str = "auto") -> torch.memory_format:
+    """channels-last with bf16 (cuDNN's and oneDNN's NHWC kernels are the fast ones there);
+    contiguous for float32 on the CPU, the layout its results were always computed in."""
+    return torch.channels_last if uses_bf16(device, precision) else torch.contiguous_format
 
 
-def place_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move `model` (in place) to `device` in that device's memory format."""
-    return model.to(device=device, memory_format=memory_format(device))
+def place_model(model: nn.Module, device: torch.device, precision: str = "auto") -> nn.Module:
+    """Move `model` (in place) to `device` in the memory format `precision` runs in there."""
+    return model.to(device=device, memory_format=memory_format(device, precision))
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -44,7 +44,8 @@ def pair_mosaic(model: nn.Module, pairs: PairSet, mix: str) -> np.ndarray:
 
 def set_model_config(set_config: SetConfig) -> dict:
     """What rebuilds this set's model: stored in its checkpoint."""
-    return model_config(set_config.arch, set_config.width, set_config.depth, set_config.consistency, set_config.mix)
+    return model_config(set_config.arch, set_config.width, set_config.depth, set_config.consistency, set_config.mix,
+                        set_config.attention, set_config.top_width)
 
 
 def fit_set(
@@ -85,6 +86,8 @@ def fit_set(
         checkpoint_every=checkpoint_every,
         ranks=ranks,
         test_flips=set_config.test_flips,
+        precision=set_config.precision,
+        ema=set_config.ema,
     )
     return model, history
 

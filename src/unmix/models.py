@@ -58,11 +58,14 @@ class UNetSeparator(nn.Module):
 
     `width` channels at full resolution, doubling at each of `depth` stride-2 steps; the
     decoder upsamples back, concatenating the encoder's features of the same scale.
+    `top_width`, when given, replaces `width` at full resolution alone: there a convolution
+    costs four times what it costs one scale down. With `attention`, the coarsest features
+    pass through a `GlobalContext` block.
     """
 
-    def __init__(self, width: int = 32, depth: int = 3) -> None:
+    def __init__(self, width: int = 32, depth: int = 3, attention: bool = False, top_width: int | None = None) -> None:
         super().__init__()
-        channels = [width * 2**level for level in range(depth + 1)]
+        channels = [top_width or width] + [width * 2**level for level in range(1, depth + 1)]
         self.stem = _conv_block(3, channels[0])
         self.down = nn.ModuleList(
             nn.Sequential(_conv_bn_relu(c_in, c_out, stride=2), _conv_bn_relu(c_out, c_out))
@@ -73,6 +76,7 @@ class UNetSeparator(nn.Module):
         )
         self.fuse = nn.ModuleList(_conv_block(2 * c, c) for c in channels[:-1])
         self.head = nn.Conv2d(channels[0], 6, 1)  # two RGB images
+        self.context = GlobalContext(channels[-1]) if attention else None
 
     def forward(self, mixture: Tensor) -> tuple[Tensor, Tensor]:
         features = self.stem(mixture)  # (B, w, 32, 32)
@@ -80,10 +84,37 @@ class UNetSeparator(nn.Module):
         for down in self.down:
             skips.append(features)
             features = down(features)  # (B, 2c, H/2, W/2)
+        if self.context is not None:
+            features = self.context(features)  # (B, c, 32/2^depth, 32/2^depth)
         for up, fuse in zip(reversed(self.up), reversed(self.fuse)):
             features = fuse(torch.cat([up(features), skips.pop()], dim=1))  # (B, c, 2H, 2W)
         out = self.head(features)  # (B, 6, 32, 32)
         return out[:, :3], out[:, 3:]
+
+
+class GlobalContext(nn.Module):
+    """A transformer block over every position of a coarse feature map.
+
+    Which edges and colours belong to which image is a whole-picture question; at 4×4 a
+    convolution sees a neighbourhood, attention the whole picture, for little arithmetic
+    (16 positions). No position embedding: the convolutions around it carry where things
+    are, and the block works at any input size.
+    """
+
+    def __init__(self, channels: int, heads: int = 4) -> None:
+        super().__init__()
+        self.attention_norm = nn.GroupNorm(1, channels)
+        self.attention = nn.MultiheadAttention(channels, heads, batch_first=True)
+        self.mlp = nn.Sequential(
+            nn.GroupNorm(1, channels), nn.Conv2d(channels, 2 * channels, 1), nn.GELU(), nn.Conv2d(2 * channels, channels, 1)
+        )
+
+    def forward(self, features: Tensor) -> Tensor:
+        batch, channels, height, width = features.shape
+        tokens = self.attention_norm(features).flatten(2).transpose(1, 2)  # (B, HW, C)
+        attended, _ = self.attention(tokens, tokens, tokens, need_weights=False)
+        features = features + attended.transpose(1, 2).reshape(batch, channels, height, width)
+        return features + self.mlp(features)
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -113,18 +144,29 @@ ARCHITECTURES = {"seed": SeedAutoencoder, "unet": UNetSeparator}
 
 
 def build_model(
-    arch: str, *, width: int = 32, depth: int = 3, consistency: bool = False, mix: str = "mean"
+    arch: str, *, width: int = 32, depth: int = 3, consistency: bool = False, mix: str = "mean",
+    attention: bool = False, top_width: int | None = None,
 ) -> nn.Module:
-    """A freshly initialised separator; `width` and `depth` shape the unet only."""
+    """A freshly initialised separator; `width`, `depth`, `attention` and `top_width` shape the
+    unet only."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
-    separator = UNetSeparator(width, depth) if arch == "unet" else SeedAutoencoder()
+    separator = UNetSeparator(width, depth, attention, top_width) if arch == "unet" else SeedAutoencoder()
     return ConsistentSeparator(separator, mix) if consistency else separator
 
 
-def model_config(arch: str, width: int, depth: int, consistency: bool, mix: str) -> dict:
-    """The keyword arguments of `build_model` that rebuild a trained model."""
-    return {"arch": arch, "width": width, "depth": depth, "consistency": consistency, "mix": mix}
+def model_config(arch: str, width: int, depth: int, consistency: bool, mix: str, attention: bool = False,
+                 top_width: int | None = None) -> dict:
+    """The keyword arguments of `build_model` that rebuild a trained model.
+
+    `attention` and `top_width` are written only when set, so a model without them keeps the
+    config (and the checkpoint bytes) it had before the options existed."""
+    config = {"arch": arch, "width": width, "depth": depth, "consistency": consistency, "mix": mix}
+    if attention:
+        config["attention"] = True
+    if top_width is not None:
+        config["top_width"] = top_width
+    return config
 
 
 def save_checkpoint(model: nn.Module, path, config: dict, metadata: dict) -> None:

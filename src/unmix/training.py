@@ -132,6 +132,8 @@ def train_separator(
     checkpoint_every: int = 1,
     ranks: Ranks = SINGLE,
     test_flips: bool = False,
+    precision: str = "auto",
+    ema: float = 0.0,
 ) -> list[EpochResult]:
     """Train `model` in place on mixtures of pairs of uint8 (N, 3, 32, 32) images (a view is fine).
 
@@ -146,6 +148,11 @@ def train_separator(
     it the last finished epoch's state first when that was not checkpointed yet. `resume`,
     such a state, continues after its epoch to the same numbers as an uninterrupted run.
     `test_flips` validates with the test-time flip average (`separate_with_flips`).
+    `precision` "bf16" runs the training steps under bf16 autocast, channels-last, on the
+    CPU too (`devices.uses_bf16`); validation keeps the device's usual arithmetic.
+    `ema` > 0 keeps an exponential moving average of the weights (buffers too) with that
+    decay per step; it is what validation, `on_epoch_end` and the caller see: `model` holds
+    the averaged weights when training ends.
 
     With several `ranks` (torchrun, process group joined), every rank draws the whole
     batch's pairs and flips and trains on its share through DistributedDataParallel; rank 0
@@ -156,7 +163,7 @@ def train_separator(
     mix_fn, loss_fn = MIXES[mix], LOSSES[loss]
     torch.manual_seed(seed)  # dropout masks
     generator = torch.Generator(device=device).manual_seed(seed)
-    place_model(model, device)
+    place_model(model, device, precision)
     train_images = train_images.to(device)
     valid_a, valid_b = valid_a.to(device), valid_b.to(device)
     step_model = torch.compile(model) if compile_model else model
@@ -170,6 +177,13 @@ def train_separator(
         step_model = torch.compile(wrapped) if compile_model else wrapped
         # valid_model stays the plain one: validation runs on rank 0 alone, and a forward
         # through DDP would wait for the other ranks.
+    averaged = None
+    if ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
+        valid_model = averaged.module
+    shown_model = model if averaged is None else averaged.module
     fixed_pairs = None
     if not fresh_pairs:
         fixed_pairs = torch.randperm(len(train_images), generator=generator, device=device)
@@ -183,7 +197,7 @@ def train_separator(
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
     history: list[EpochResult] = []
     if resume is not None:
-        history = restore_training_state(resume, model, optimizer, scheduler, generator)
+        history = restore_training_state(resume, model, optimizer, scheduler, generator, averaged)
     started = time.perf_counter() - (history[-1].seconds if history else 0.0)
     unsaved = None  # the last finished epoch's state while it is not checkpointed
     try:
@@ -202,8 +216,8 @@ def train_separator(
                 b = normalise(train_images[b_index[mine]].contiguous())
                 if flip:
                     a, b = apply_flips(a, flip_a[mine]), apply_flips(b, flip_b[mine])
-                with autocast(device):
-                    out_1, out_2 = step_model(mix_fn(a, b).contiguous(memory_format=memory_format(device)))
+                with autocast(device, precision):
+                    out_1, out_2 = step_model(mix_fn(a, b).contiguous(memory_format=memory_format(device, precision)))
                 step_loss = loss_fn(out_1.float(), out_2.float(), a, b)
                 optimizer.zero_grad(set_to_none=True)
                 if ranks.distributed:
@@ -213,6 +227,8 @@ def train_separator(
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
+                if averaged is not None:
+                    averaged.update_parameters(model)
                 # Accumulate on the tensor: a .item() here would sync every step.
                 loss_sum += step_loss.detach() * len(a)
                 pairs_seen += len(a_index)
@@ -226,11 +242,11 @@ def train_separator(
                                  time.perf_counter() - started, time.time())
             history.append(result)
             if on_epoch_end is not None and ranks.is_main:
-                on_epoch_end(result, model)
+                on_epoch_end(result, shown_model)
             if on_checkpoint is not None and ranks.is_main:
                 due = epoch % checkpoint_every == 0 or epoch == epochs
                 # Kept for an interruption, the state must not move on with the model: a copy.
-                state = training_state(history, model, optimizer, scheduler, generator, copied=not due)
+                state = training_state(history, model, optimizer, scheduler, generator, averaged, copied=not due)
                 unsaved = None if due else state
                 if due:
                     on_checkpoint(state)
@@ -244,6 +260,8 @@ def train_separator(
         if unsaved is not None:
             on_checkpoint(unsaved)
         raise Stopped("another process of the training is gone") from None
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())
     model.eval()
     return history
 
@@ -254,6 +272,7 @@ def training_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     generator: torch.Generator,
+    averaged: nn.Module | None = None,
     copied: bool = False,
 ) -> dict:
     """Everything that continues training after `history[-1]`: weights, optimizer and schedule,
@@ -269,15 +288,19 @@ def training_state(
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "rng": rng_states(generator),
     }
+    if averaged is not None:  # the weight average (AveragedModel), with its count of updates
+        state["averaged"] = averaged.state_dict()
     return copy.deepcopy(state) if copied else state
 
 
 def restore_training_state(
     state: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-    generator: torch.Generator,
+    generator: torch.Generator, averaged: nn.Module | None = None,
 ) -> list[EpochResult]:
     """Put a `training_state` back into freshly built objects; return its history."""
     model.load_state_dict(state["model"])
+    if averaged is not None:
+        averaged.load_state_dict(state["averaged"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])

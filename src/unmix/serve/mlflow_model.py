@@ -71,8 +71,10 @@ def separator_config(model: nn.Module, mix: str | None) -> dict:
     if consistency:
         mix, model = model.mix, model.separator
     if isinstance(model, UNetSeparator):
-        width = model.stem[0][0].out_channels  # stem = conv block of two conv-bn-relu
-        return model_config("unet", width, len(model.down), consistency, mix)
+        top_width = model.stem[0][0].out_channels  # stem = conv block of two conv-bn-relu
+        width = model.down[0][0][0].out_channels // 2  # the first scale down has twice `width`
+        return model_config("unet", width, len(model.down), consistency, mix, attention=model.context is not None,
+                            top_width=None if top_width == width else top_width)
     if isinstance(model, SeedAutoencoder):
         return model_config("seed", 32, 3, consistency, mix)  # width and depth shape the unet only
     raise TypeError(f"not an unmix separator: {type(model).__name__}")
