@@ -3,10 +3,10 @@
     python benchmarks/frontier.py            # writes reports/frontier.png
 
 Reads each `reports/cifar10*/record.json` (what ran, where, for how many minutes of the
-train stage, the command) and its `metrics.json` (best-assignment PSNR on the protocol's
-5,000 unseen test pairs), and draws PSNR against minutes on a log axis: the CPU rows as a
-line, the GPU run apart (another machine), the issue's goals as marks, the baseline
-(output the mixture) as a floor.
+train stage, the command, the `series` it belongs to) and its `metrics.json`
+(best-assignment PSNR on the protocol's 5,000 unseen test pairs), and draws PSNR against
+minutes on a log axis: the CPU rows of each series as a line, the GPU run apart (another
+machine), the issue's goals as marks, the baseline (output the mixture) as a floor.
 """
 
 from __future__ import annotations
@@ -43,11 +43,14 @@ def main() -> None:
     cpu = sorted((r for r in records if r["device"] == "cpu" and r["protocol"]), key=lambda r: r["train_minutes"])
     others = [r for r in records if r not in cpu]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
-    ax.plot([r["train_minutes"] for r in cpu], [r["psnr"] for r in cpu], "o-", color="tab:blue",
-            label="CPU, 2 cores (protocol: 39,500 training images)")
-    for r in cpu:
-        ax.annotate(f"{r['psnr']:.2f}", (r["train_minutes"], r["psnr"]), textcoords="offset points", xytext=(0, 7),
-                    ha="center", fontsize=8)
+    series = list(dict.fromkeys(r["series"] for r in cpu))  # in order of first appearance
+    for name, color in zip(series, ("tab:gray", "tab:blue", "tab:purple", "tab:orange")):
+        rows = [r for r in cpu if r["series"] == name]
+        ax.plot([r["train_minutes"] for r in rows], [r["psnr"] for r in rows], "o-", color=color,
+                label=f"CPU, 2 cores: {name}")
+        for r in rows:
+            ax.annotate(f"{r['psnr']:.2f}", (r["train_minutes"], r["psnr"]), textcoords="offset points",
+                        xytext=(0, 7), ha="center", fontsize=8, color=color)
     for r in others:
         marker, color = ("*", "tab:red") if r["device"] != "cpu" else ("s", "tab:gray")
         ax.plot(r["train_minutes"], r["psnr"], marker, color=color, markersize=11 if marker == "*" else 7,
@@ -69,7 +72,8 @@ def main() -> None:
     out = REPO / "reports" / "frontier.png"
     fig.savefig(out)
     for r in sorted(records, key=lambda r: r["train_minutes"]):
-        print(f"{r['folder']:20s} {r['device']:5s} {r['train_minutes']:6.1f} min  {r['psnr']:.2f} dB")
+        print(f"{r['folder']:24s} {r['device']:5s} {r['train_minutes']:6.1f} min  {r['psnr']:.2f} dB  "
+              f"{r.get('series', '')}")
     print(f"wrote {out.relative_to(REPO)}")
 
 
