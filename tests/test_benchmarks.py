@@ -35,6 +35,15 @@ def test_train_speed_loops_agree_and_ratio_is_printed():
     assert losses and losses.group(1) == losses.group(3) and losses.group(2) == losses.group(4)
 
 
+def test_precision_speed_times_both_precisions_and_prints_the_speedup():
+    out = run_benchmark("precision_speed.py", "--source", "shapes", "--n-train", "48", "--pairs", "2")
+    assert re.search(r"^CPU capability: \S+", out, flags=re.M)
+    assert len(re.findall(r"^pair \d: fp32 \d+\.\d\d s, bf16 \d+\.\d\d s, speedup \d+\.\d{3}$", out, flags=re.M)) == 2
+    losses = re.search(r"final train L1: fp32 (\d+\.\d+), bf16 (\d+\.\d+)", out)
+    assert losses and losses.group(1) != losses.group(2)  # the bf16 epoch did run in bf16
+    assert re.search(r"^bf16 speedup over fp32, median of 2 alternated pairs: \d+\.\d{3} ", out.splitlines()[-1])
+
+
 def test_separation_variants_scores_each_variant_and_names_the_best():
     out = run_benchmark("separation_variants.py", "--source", "shapes", "--n-train", "48", "--n-valid", "16",
                         "--minutes", "0.005", "--variants", "unet_l1", "shuffle_w64_l1")
