@@ -21,6 +21,11 @@ BIN = Path(sys.executable).parent
 # What a temporary copy of the project needs to run `dvc repro` on its own.
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore")
 
+# A shell starts a background job (`make test &`, `nohup`) with SIGINT ignored, and Python
+# then never raises KeyboardInterrupt, nor do the stages the tests start, which inherit the
+# ignored signal through exec. The tests that press Ctrl-C need it as a terminal gives it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 TINY_DATA = {"shapes_train": 120, "shapes_test": 40, "n_train": 32, "n_valid": 8, "n_test": 12}
 TINY_SET = {"epochs": 3, "batch_size": 16, "log_images_every": 2}
 
