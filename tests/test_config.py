@@ -343,6 +343,16 @@ def test_unet_fields_are_validated(raw):
     assert "sets.seed.consistency: expected true or false, got 'yes'" in config_error(raw)
 
 
+def test_attention_needs_coarsest_channels_that_split_into_heads(raw):
+    raw["sets"]["seed"].update(arch="unet", width=5, depth=1, attention=True)
+    assert config_error(raw) == ("params.yaml: sets.seed.attention: the 10 channels of the coarsest scale (width · 2^depth) "
+                                 "cannot be split into 4 attention heads; use a width divisible by 2")
+    raw["sets"]["seed"]["width"] = 6
+    assert parse_config(raw).set("seed").attention is True
+    raw["sets"]["seed"].update(arch="seed", width=5)  # width and attention shape the unet only
+    assert parse_config(raw).set("seed").arch == "seed"
+
+
 def test_processes_must_each_get_a_pair_of_every_batch(raw):
     raw["distributed"] = {"processes": 3}
     raw["sets"]["seed"]["batch_size"] = 4

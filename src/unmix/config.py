@@ -21,6 +21,7 @@ LOSSES = ("fixed", "pit")
 SCHEDULES = ("constant", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+ATTENTION_HEADS = 4  # of models.GlobalContext
 
 
 def _choice(options: tuple[str, ...]) -> dict[str, Any]:
@@ -205,6 +206,12 @@ def _check_consistency(config: Config, where: str) -> None:
             )
     processes = config.distributed.processes
     for name, set_config in config.sets.items():
+        coarsest = set_config.width * 2**set_config.depth
+        if set_config.arch == "unet" and set_config.attention and coarsest % ATTENTION_HEADS:
+            raise ConfigError(
+                f"{where}sets.{name}.attention: the {coarsest} channels of the coarsest scale (width · 2^depth) "
+                f"cannot be split into {ATTENTION_HEADS} attention heads; use a width divisible by "
+                f"{ATTENTION_HEADS // math.gcd(ATTENTION_HEADS, 2**set_config.depth)}")
         if set_config.batch_size // 2 < processes:
             raise ConfigError(
                 f"{where}sets.{name}.batch_size = {set_config.batch_size}: {set_config.batch_size // 2} pairs per "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from unmix.config import ATTENTION_HEADS
 from unmix.mixing import mixture_consistent
 
 Tensor = torch.Tensor
@@ -101,7 +102,7 @@ class GlobalContext(nn.Module):
     are, and the block works at any input size.
     """
 
-    def __init__(self, channels: int, heads: int = 4) -> None:
+    def __init__(self, channels: int, heads: int = ATTENTION_HEADS) -> None:
         super().__init__()
         self.attention_norm = nn.GroupNorm(1, channels)
         self.attention = nn.MultiheadAttention(channels, heads, batch_first=True)
