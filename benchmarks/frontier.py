@@ -43,8 +43,9 @@ def main() -> None:
     cpu = sorted((r for r in records if r["device"] == "cpu" and r["protocol"]), key=lambda r: r["train_minutes"])
     others = [r for r in records if r not in cpu]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
-    series = list(dict.fromkeys(r["series"] for r in cpu))  # in order of first appearance
-    for name, color in zip(series, ("tab:gray", "tab:blue", "tab:purple", "tab:orange")):
+    # The series reaching the highest PSNR first (in blue), the baselines after it.
+    series = sorted({r["series"] for r in cpu}, key=lambda name: -max(r["psnr"] for r in cpu if r["series"] == name))
+    for name, color in zip(series, ("tab:blue", "tab:gray", "tab:purple", "tab:orange")):
         rows = [r for r in cpu if r["series"] == name]
         ax.plot([r["train_minutes"] for r in rows], [r["psnr"] for r in rows], "o-", color=color,
                 label=f"CPU, 2 cores: {name}")
