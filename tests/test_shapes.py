@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +29,31 @@ def test_same_seed_gives_byte_identical_images():
     a, b = generate_shapes(200, seed=7), generate_shapes(200, seed=7)
     assert a.images.tobytes() == b.images.tobytes()
     assert np.array_equal(a.labels, b.labels)
+
+
+# sha256 of generate_shapes(300, seed=2026).images: the same on every x86-64 CPU (the
+# generator uses no SIMD-dispatched or BLAS kernel). Changing the generator changes it.
+PINNED_DIGEST = "c00840ea1f450fbc1725ddfcdf9b5ff2d8abf55d33801a815e0fc6ec50ee50db"
+_DIGEST_SCRIPT = (
+    "import hashlib; from unmix.shapes import generate_shapes; "
+    "print(hashlib.sha256(generate_shapes(300, seed=2026).images.tobytes()).hexdigest())"
+)
+
+
+def test_a_small_sample_has_the_pinned_digest():
+    assert hashlib.sha256(generate_shapes(300, seed=2026).images.tobytes()).hexdigest() == PINNED_DIGEST
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 feature levels")
+@pytest.mark.parametrize("disabled", ["X86_V4", "X86_V4 X86_V3"])
+def test_the_bytes_do_not_depend_on_the_cpu_features(disabled):
+    # numpy picks its sin/cos/exp/arctan2 kernels by CPU feature; with AVX-512 (X86_V4) or
+    # also AVX2 (X86_V3) turned off it runs the kernels of an older CPU. Before the
+    # generator stopped using them, the three settings gave three different digests.
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": disabled}
+    result = subprocess.run([sys.executable, "-c", _DIGEST_SCRIPT], env=env, capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == PINNED_DIGEST, (disabled, result.stderr[-500:])
 
 
 def test_different_seeds_give_different_images():

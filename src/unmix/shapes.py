@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from unmix.imageset import IMAGE_SHAPE, ImageSet
+from unmix.portable_math import arctan2, exp, layer_sum, matmul, pixel_sum, sin, sincos
 
 _SIZE = IMAGE_SHAPE[0]
 # Big enough that numpy's per-call overhead vanishes, small enough that a
@@ -31,11 +32,20 @@ def _blur_matrix(n_knots: int) -> np.ndarray:
     """Row-normalised Gaussian weights mapping n_knots control values onto _SIZE pixels."""
     knots = np.linspace(-4, _SIZE + 3, n_knots)
     spacing = knots[1] - knots[0]
-    w = np.exp(-0.5 * ((np.arange(_SIZE)[:, None] - knots[None, :]) / (0.8 * spacing)) ** 2)
-    return (w / w.sum(axis=1, keepdims=True)).astype(_F)
+    z = (np.arange(_SIZE)[:, None] - knots[None, :]) / (0.8 * spacing)
+    w = exp(-0.5 * (z * z))
+    total = w[:, :1]
+    for k in range(1, n_knots):  # left to right: a fixed order of adds
+        total = total + w[:, k:k + 1]
+    return (w / total).astype(_F)
 
 
 _BLUR_COARSE, _BLUR_FINE = _blur_matrix(5), _blur_matrix(10)
+
+
+def _pixel_mean(x: np.ndarray) -> np.ndarray:
+    """Mean over each image's pixels, shaped to broadcast back: (b, 1, 1)."""
+    return (pixel_sum(x) / _F(_SIZE * _SIZE))[:, None, None]
 
 
 def _hsv(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -63,10 +73,11 @@ def _star(u: np.ndarray, v: np.ndarray, r: np.ndarray, n: int, m: float | np.nda
     # Python and float32 constants, not numpy float64 scalars, which would
     # silently promote every array below to float64 (half the speed).
     an, en = math.pi / n, np.pi / np.asarray(m, _F)
-    acx, acy, ecx, ecy = math.cos(an), math.sin(an), np.cos(en), np.sin(en)
-    bn = np.mod(np.arctan2(u, v), 2 * an) - an
+    acy, acx = (float(value) for value in sincos(np.float64(an)))
+    ecy, ecx = sincos(en)
+    sin_b, cos_b = sincos(np.mod(arctan2(u, v), 2 * an) - an)
     rad = _len(u, v)
-    px, py = rad * np.cos(bn) - r * acx, rad * np.abs(np.sin(bn)) - r * acy
+    px, py = rad * cos_b - r * acx, rad * np.abs(sin_b) - r * acy
     t = np.clip(-(px * ecx + py * ecy), 0, r * (acy / ecy))
     px, py = px + ecx * t, py + ecy * t
     return _len(px, py) * np.sign(px)
@@ -89,12 +100,12 @@ def _ellipse(u: np.ndarray, v: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.n
 
 def _stripe_mix(w: np.ndarray, period: np.ndarray) -> np.ndarray:
     """Anti-aliased 0/1 stripes across coordinate w: sin / its slope is the pixel distance."""
-    return np.clip(0.5 + np.sin(_TAU * w / period) * (period / _TAU), 0, 1)
+    return np.clip(0.5 + sin(_TAU * w / period) * (period / _TAU), 0, 1)
 
 
 def _checker_mix(u: np.ndarray, v: np.ndarray, cell: np.ndarray) -> np.ndarray:
     """Anti-aliased 0/1 checkerboard of square cells, distance taken to the nearer edge."""
-    su, sv = np.sin(np.pi * u / cell), np.sin(np.pi * v / cell)
+    su, sv = sin(np.pi * u / cell), sin(np.pi * v / cell)
     dist = np.sign(su * sv) * np.minimum(np.abs(su), np.abs(sv)) * (cell / np.pi)
     return np.clip(0.5 + dist, 0, 1)
 
@@ -127,24 +138,25 @@ def _background(rng: np.random.Generator, b: int) -> tuple[np.ndarray, np.ndarra
     colours = _hsv(hue, sat, np.sqrt(val))
     angle, phase, span, period = uni(0, 2 * np.pi), uni(0, 2 * np.pi), uni(16, 48), uni(6, 18)
     gx, gy, sharp, amp = uni(-20, 20), uni(-20, 20), uni(1, 4), uni(0, 0.6)
-    coarse = _BLUR_COARSE @ rng.random((b, 5, 5), _F) @ _BLUR_COARSE.T
-    fine = _BLUR_FINE @ rng.random((b, 10, 10), _F) @ _BLUR_FINE.T
+    coarse = matmul(_BLUR_COARSE, matmul(rng.random((b, 5, 5), _F), _BLUR_COARSE.T))
+    fine = matmul(_BLUR_FINE, matmul(rng.random((b, 10, 10), _F), _BLUR_FINE.T))
     kind = rng.integers(0, 5, b)
-    s = _X * np.cos(angle) + _Y * np.sin(angle)
+    sin_a, cos_a = sincos(angle)
+    s = _X * cos_a + _Y * sin_a
     t = np.empty((b, _SIZE, _SIZE), _F)
     # Kinds: linear gradient, radial glow, blotches, soft stripes, near-solid.
     fields = (
         lambda i: 0.5 + s[i] / span[i],
         lambda i: _len(_X - gx[i], _Y - gy[i]) / (span[i] + 8),
-        lambda i: 0.5 + (coarse[i] - coarse[i].mean((1, 2), keepdims=True)) * sharp[i] * 4,
-        lambda i: 0.5 + 0.5 * sharp[i] * np.sin(_TAU * s[i] / period[i] + phase[i]),
+        lambda i: 0.5 + (coarse[i] - _pixel_mean(coarse[i])) * sharp[i] * 4,
+        lambda i: 0.5 + 0.5 * sharp[i] * sin(_TAU * s[i] / period[i] + phase[i]),
         lambda i: 0.1 + 0.2 * s[i] / _SIZE,
     )
     for j, field in enumerate(fields):
         i = np.flatnonzero(kind == j)
         t[i] = field(i)
     # Finer blotches of a third colour on every kind, so no background is truly flat.
-    m = amp * np.clip((fine - fine.mean((1, 2), keepdims=True)) * 8 + 0.5, 0, 1)
+    m = amp * np.clip((fine - _pixel_mean(fine)) * 8 + 0.5, 0, 1)
     return np.clip(t, 0, 1), m, colours
 
 
@@ -152,8 +164,8 @@ def _render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """uint8 (b, 32, 32, 3) scenes, one object of class labels[i] in image i.
 
     Every layer is a fixed colour per image times a scalar weight field, so the
-    layers are composited as scalar weights and turned into RGB by one batched
-    matmul at the end: three times less memory traffic than RGB compositing.
+    layers are composited as scalar weights and turned into RGB at the end, one
+    channel at a time: three times less memory traffic than RGB compositing.
     """
     b = len(labels)
     uni = lambda lo, hi: rng.uniform(lo, hi, b).astype(_F)  # noqa: E731
@@ -184,17 +196,17 @@ def _render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         i = np.flatnonzero(labels == c)
         if not len(i):
             continue
-        cos, sin = col(np.cos(theta[i])), col(np.sin(theta[i]))
+        sin_t, cos_t = (col(value) for value in sincos(theta[i]))
         ox, oy = _X - col(cx[i]), _Y - col(cy[i])
-        u, v = ox * cos + oy * sin, oy * cos - ox * sin
+        u, v = ox * cos_t + oy * sin_t, oy * cos_t - ox * sin_t
         ri, ki = col(r[i]), col(knob[i])
         dist[i], mix = shape(u, v, ri, ki)
         if mix is not None:
             tex[i] = mix
         # The shadow is the same shape displaced: shift in image axes, then rotate.
         j = has_shadow[i]
-        sx, sy, cos, sin = col(shadow_dx[i][j]), col(shadow_dy[i][j]), cos[j], sin[j]
-        su, sv = u[j] - sx * cos - sy * sin, v[j] - sy * cos + sx * sin
+        sx, sy, cos_j, sin_j = col(shadow_dx[i][j]), col(shadow_dy[i][j]), cos_t[j], sin_t[j]
+        su, sv = u[j] - sx * cos_j - sy * sin_j, v[j] - sy * cos_j + sx * sin_j
         shadow[i[j]] = shape(su, sv, ri[j], ki[j])[0]
 
     # A small disc or square (a box with full corner rounding is a disc) behind
@@ -208,29 +220,33 @@ def _render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     a_line = np.clip(outline_w[:, None, None] + 0.5 - np.abs(dist), 0, 1) * col(has_outline)
 
     # Recolour objects that would vanish into the (mean of the) background under them.
-    frac_c2 = ((alpha * t).sum((1, 2)) / (alpha.sum((1, 2)) + 1e-6))[:, None]
+    frac_c2 = (pixel_sum(alpha * t) / (pixel_sum(alpha) + 1e-6))[:, None]
     under = bg_colours[:, 0] * (1 - frac_c2) + bg_colours[:, 1] * frac_c2
-    fg = np.where((np.abs(fg - under).sum(1) < 0.6)[:, None], alt, fg)
+    gap = np.abs(fg - under)
+    fg = np.where(((gap[:, 0] + gap[:, 1] + gap[:, 2]) < 0.6)[:, None], alt, fg)
 
     below = (1 - alpha) * (1 - a_line) * lit_bg
     ground = below * (1 - a_small)
-    lit = (_X - col(cx)) * col(np.cos(light)) + (_Y - col(cy)) * col(np.sin(light))
+    sin_l, cos_l = sincos(light)
+    lit = (_X - col(cx)) * col(cos_l) + (_Y - col(cy)) * col(sin_l)
     w_obj = alpha * (1 - a_line) * (1 + col(shade / r) * lit)
-    weights = np.empty((b, _SIZE, _SIZE, 8), _F)
-    weights[..., 2] = ground * m
+    weights = [None] * 8  # (b, 32, 32) each, in the palette's order below
+    weights[2] = ground * m
     ground *= 1 - m
-    weights[..., 0] = ground * (1 - t)
-    weights[..., 1] = ground * t
-    weights[..., 3] = below * a_small
-    weights[..., 4] = w_obj * (1 - tex)
-    weights[..., 5] = w_obj * tex
-    weights[..., 6] = a_line
+    weights[0] = ground * (1 - t)
+    weights[1] = ground * t
+    weights[3] = below * a_small
+    weights[4] = w_obj * (1 - tex)
+    weights[5] = w_obj * tex
+    weights[6] = a_line
     # Sensor noise, luminance only and uniform rather than Gaussian: either way it
     # looks the same, and this costs a fifteenth of Gaussian RGB noise.
-    weights[..., 7] = col(noise) * (rng.random((b, _SIZE, _SIZE), _F) - 0.5)
+    weights[7] = col(noise) * (rng.random((b, _SIZE, _SIZE), _F) - 0.5)
     layers = np.stack([dist_col, fg, fg2, outline_col, np.ones_like(fg)], axis=1)
-    palette = np.concatenate([bg_colours, layers], axis=1) * 255
-    img = weights.reshape(b, _SIZE * _SIZE, 8) @ palette
+    palette = np.concatenate([bg_colours, layers], axis=1) * 255  # (b, 8 layers, RGB)
+    # One colour channel at a time, layers added in a fixed order: whole contiguous
+    # images per operation, and no BLAS kernel whose sums differ by CPU.
+    img = np.stack([layer_sum(weights, palette[:, :, c]) for c in range(3)], axis=-1)
     img += 0.5  # so the truncating cast below rounds
     np.clip(img, 0, 255, out=img)
     return img.astype(np.uint8).reshape(b, *IMAGE_SHAPE)
@@ -241,9 +257,10 @@ def generate_shapes(n_images: int, seed: int) -> ImageSet:
 
     Labels are balanced (image i gets class i % len(SHAPE_CLASSES), then shuffled
     with the seed). Work is vectorised over chunks of images, so tens of thousands
-    of images take seconds on a laptop CPU. Identical bytes are promised on one
-    machine and numpy build: float32 sin, cos and matmul may round differently
-    on other CPUs or BLAS libraries, shifting a few pixels by one level.
+    of images take seconds on a laptop CPU. The bytes are the same on every CPU:
+    sin, cos, arctan2, the blurs and the colour sums come from unmix.portable_math
+    (IEEE basic operations in a fixed order), not from numpy's SIMD kernels or BLAS,
+    whose last bits differ by CPU and would flip pixels by one level.
     """
     if n_images < 0:
         raise ValueError(f"n_images must be >= 0, got {n_images}")
