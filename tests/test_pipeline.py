@@ -92,7 +92,7 @@ def check_mlflow_runs(project: Path) -> None:
     assert len(models) == len(SETS)
 
 
-def test_bad_parameter_stops_with_one_line_and_keeps_outputs(tiny_project: Path) -> None:
+def test_bad_parameter_stops_with_one_line_and_the_outputs_come_back(tiny_project: Path) -> None:
     repro(tiny_project)
     model = (tiny_project / "models" / "seed.pt").read_bytes()
     metrics = (tiny_project / "reports" / "seed" / "metrics.json").read_text()
@@ -102,8 +102,36 @@ def test_bad_parameter_stops_with_one_line_and_keeps_outputs(tiny_project: Path)
     assert failed.returncode != 0
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: params.yaml: sets.seed.epochs: expected a value >= 1, got 0"]
+    # Outputs are not `persist` (the run cache needs that): DVC removed the failed stage's
+    # outputs, and its cache gives the last good ones back, as README says.
+    assert not (tiny_project / "models" / "seed.pt").exists()
+    run_command(["dvc", "checkout", "train@seed"], tiny_project)
+    assert (tiny_project / "models" / "seed.pt").read_bytes() == model
+
+    # Back to the parameters that ran: the run cache restores every output, trains nothing.
+    write_params(tiny_project, lambda p: p["sets"]["seed"].update(epochs=TINY_SET["epochs"]))
+    again = repro(tiny_project)
+    assert ran_stages(again.stdout) == []
     assert (tiny_project / "models" / "seed.pt").read_bytes() == model
     assert (tiny_project / "reports" / "seed" / "metrics.json").read_text() == metrics
+
+
+def test_going_back_to_parameters_that_ran_restores_from_the_run_cache(tiny_project: Path) -> None:
+    # lr A, lr B, lr A again: the third run restores A's outputs from DVC's run cache
+    # instead of training (the outputs are not `persist`, which the run cache skips).
+    def exp_run(lr: float) -> tuple[str, bytes, str]:
+        result = run_command(["dvc", "exp", "run", "train@best", "-S", f"sets.best.lr={lr}"], tiny_project)
+        return (result.stdout, (tiny_project / "models" / "best.pt").read_bytes(),
+                (tiny_project / "reports" / "best" / "history.csv").read_text())
+
+    first_out, first_model, first_history = exp_run(0.001)
+    assert "train@best" in ran_stages(first_out)
+    second_out, second_model, _ = exp_run(0.003)
+    assert ran_stages(second_out) == ["train@best"] and second_model != first_model
+    third_out, third_model, third_history = exp_run(0.001)
+    assert ran_stages(third_out) == []
+    assert "Stage 'train@best' is cached - skipping run, checking out outputs" in third_out
+    assert third_model == first_model and third_history == first_history
 
 
 def test_cuda_requested_without_a_gpu_stops_before_training(tiny_project: Path) -> None:
