@@ -1,5 +1,6 @@
 # Entry points, each setting itself up on a fresh machine:
-#   make repro  — create .venv if missing, install the pinned project, run `dvc repro`
+#   make repro  — create .venv if missing, install the pinned project, run `dvc repro`, then
+#                 say which committed outputs it changed and how far the metrics moved
 #   make test   — the same set-up, then the test suite
 #   make server — the same set-up, then the team's MLflow tracking server on PostgreSQL
 #                 (README, "Running as a team"); Ctrl-C stops it
@@ -20,6 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 # The venv's bin first on PATH: dvc runs each stage's `python` from there.
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@$(BIN)/python -m unmix.repro_summary
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
