@@ -28,11 +28,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from unmix.losses import permutation_invariant_l1  # noqa: E402
-from unmix.metrics import best_psnr_and_seed_l1, per_image_mse  # noqa: E402
-from unmix.mixing import mean, trivial_separation  # noqa: E402
-from unmix.models import ConsistentSeparator, UNetSeparator, _conv_bn_relu, _conv_block  # noqa: E402
-from unmix.training import channels_first_view, normalise, random_flips, separate, to_channels_first  # noqa: E402
+from unmix.training.losses import permutation_invariant_l1  # noqa: E402
+from unmix.evaluation.metrics import best_psnr_and_seed_l1, per_image_mse  # noqa: E402
+from unmix.model.mixing import mean, trivial_separation  # noqa: E402
+from unmix.model.networks import ConsistentSeparator, UNetSeparator, _conv_bn_relu, _conv_block  # noqa: E402
+from unmix.training.loop import channels_first_view, normalise, random_flips, separate, to_channels_first  # noqa: E402
 
 WARMUP_STEPS = 8  # timed steps that size the schedule to the budget
 

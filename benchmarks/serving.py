@@ -41,10 +41,10 @@ def register_fresh_model(set_name: str, params: Path, folder: Path) -> tuple[str
     import torch
 
     from unmix.config import load_config
-    from unmix.experiment import set_model_config
-    from unmix.models import build_model
+    from unmix.training.sets import set_model_config
+    from unmix.model.networks import build_model
     from unmix.tracking.registry import register_run_model
-    from unmix.serve.mlflow_model import log_separator
+    from unmix.tracking.logged_model import log_separator
 
     set_config = load_config(params).set(set_name)
     uri = f"sqlite:///{folder / 'mlflow.db'}"

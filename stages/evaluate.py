@@ -7,19 +7,19 @@ from pathlib import Path
 
 from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
-from unmix.imageset import write_npz_atomically
-from unmix.reporting import write_metrics
+from unmix.data.imageset import write_npz_atomically
+from unmix.reports.dvc_files import write_metrics
 from unmix.tracking.run_lookup import model_digest, run_tags_for
-from unmix.subset import load_subsets
+from unmix.data.subset import load_subsets
 from unmix.tracking.tracker import open_tracker
 
 
 def main(args: argparse.Namespace) -> None:
     # torch is imported here, not at the top: the tracking process re-imports this module
     # and needs none of it.
-    from unmix.devices import resolve_device
-    from unmix.experiment import evaluate_set
-    from unmix.models import load_checkpoint
+    from unmix.model.devices import resolve_device
+    from unmix.training.sets import evaluate_set
+    from unmix.model.networks import load_checkpoint
 
     config = load_config(args.params)
     set_config = config.set(args.set_name)

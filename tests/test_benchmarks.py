@@ -82,7 +82,7 @@ def test_gpu_train_packs_trains_and_joins_a_loadable_checkpoint(tmp_path: Path):
     assert checkpoint["model_config"] == {"arch": "unet", "width": 4, "depth": 2, "consistency": True, "mix": "mean"}
 
     sys.path.insert(0, str(REPO / "src"))
-    from unmix.models import load_checkpoint
+    from unmix.model.networks import load_checkpoint
 
     model, _ = load_checkpoint(tmp_path / "gpu.pt")
     out_1, out_2 = model(torch.zeros(1, 3, 32, 32))

@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import torch
 
-from unmix.checkpoints import (
+from unmix.training.resume import (
     ResumeCheckpoint,
     checkpoint_folder,
     checkpoint_path,
@@ -21,8 +21,8 @@ from unmix.checkpoints import (
     save_resume_checkpoint,
 )
 from unmix.config import SetConfig
-from unmix.faults import parse_kill_at
-from unmix.models import SeedAutoencoder, save_checkpoint
+from unmix.training.faults import parse_kill_at
+from unmix.model.networks import SeedAutoencoder, save_checkpoint
 
 MODEL = {"arch": "seed", "width": 32, "depth": 3, "consistency": False, "mix": "quarter_sum"}
 DIGEST = "ab" * 32

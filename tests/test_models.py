@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from unmix.models import (
+from unmix.model.networks import (
     ARCHITECTURES,
     ConsistentSeparator,
     GlobalContext,
@@ -240,7 +240,7 @@ def test_attention_is_in_the_config_only_when_used():
 @pytest.mark.parametrize("mix", ["quarter_sum", "mean", "half_difference"])
 @pytest.mark.parametrize("arch", ["seed", "unet"])
 def test_consistent_outputs_mix_back_to_the_input(arch, mix, mixture):
-    from unmix.mixing import MIXES
+    from unmix.model.mixing import MIXES
 
     torch.manual_seed(0)
     model = build_model(arch, width=8, depth=2, consistency=True, mix=mix).eval()

@@ -16,9 +16,9 @@ from PIL import Image
 
 from conftest import REPO
 
-from unmix.models import build_model, model_config, save_checkpoint
+from unmix.model.networks import build_model, model_config, save_checkpoint
 from unmix.serve.cli import main
-from unmix.serve.inference import separate_pictures
+from unmix.evaluation.inference import separate_pictures
 from unmix.serve.loading import find_project_root, project_tracking_uri
 from unmix.serve.pictures import read_picture
 

@@ -16,10 +16,10 @@ import pytest
 import torch
 import yaml
 
-from unmix.models import build_model, model_config
+from unmix.model.networks import build_model, model_config
 from unmix.tracking.registry import register_run_model
-from unmix.serve.inference import example_mixture, separate_pictures
-from unmix.serve.mlflow_model import separator_config
+from unmix.evaluation.inference import example_mixture, separate_pictures
+from unmix.tracking.logged_model import separator_config
 from unmix.tracking.tracker import _apply as apply_tracking_call
 
 PICKLE_PROTOCOLS = {bytes([0x80, protocol]) for protocol in range(2, 6)}  # PROTO opcode + version
@@ -74,8 +74,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path
 def test_the_artifact_holds_no_pickle(logged: dict) -> None:
     files = [p for p in logged["artifacts"].rglob("*") if p.is_file()]
     names = {p.relative_to(logged["artifacts"]).as_posix() for p in files}
-    assert {"MLmodel", "model_code.py", "artifacts/weights.safetensors", "code/unmix/models.py",
-            "code/unmix/serve/mlflow_model.py", "input_example.json", "requirements.txt"} <= names
+    assert {"MLmodel", "model_code.py", "artifacts/weights.safetensors", "code/unmix/model/networks.py",
+            "code/unmix/tracking/logged_model.py", "input_example.json", "requirements.txt"} <= names
     assert not [n for n in names if n.endswith((".pkl", ".pickle", ".pt", ".pth", ".pyc"))]
     for path in files:
         head = path.read_bytes()[:2]

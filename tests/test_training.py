@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from unmix.models import SeedAutoencoder
-from unmix.training import (
+from unmix.model.networks import SeedAutoencoder
+from unmix.training.loop import (
     channels_first_view,
     EpochResult,
     validate,
@@ -198,7 +198,7 @@ def test_on_epoch_end_called_once_per_epoch_with_result_and_model(images):
 
 
 def test_separate_batches_like_one_pass_and_restores_mode(monkeypatch):
-    import unmix.training as training
+    import unmix.training.loop as training
 
     torch.manual_seed(0)
     model = SeedAutoencoder().train()
@@ -263,9 +263,9 @@ def test_onecycle_schedule_anneals_the_learning_rate(images):
 
 
 def test_validation_psnr_is_the_best_assignment_psnr_of_pair_metrics(images):
-    from unmix.metrics import pair_metrics, to_pixel_range
-    from unmix.mixing import MIXES
-    from unmix.training import normalise, separate
+    from unmix.evaluation.metrics import pair_metrics, to_pixel_range
+    from unmix.model.mixing import MIXES
+    from unmix.training.loop import normalise, separate
 
     model, _ = run(images, epochs=1)
     _, psnr = validate(model, images["valid_a"], images["valid_b"], mix="quarter_sum", loss="fixed")

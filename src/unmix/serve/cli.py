@@ -10,7 +10,7 @@ from pathlib import Path
 from unmix.errors import UnmixError
 
 DEFAULT_MODEL = "models:/unmix-best@champion"
-MIX_CHOICES = ("quarter_sum", "mean", "half_difference")  # unmix.mixing.MIXES, without importing torch
+MIX_CHOICES = ("quarter_sum", "mean", "half_difference")  # unmix.model.mixing.MIXES, without importing torch
 
 
 def parser() -> argparse.ArgumentParser:

@@ -84,8 +84,8 @@ def load_checkpoint_file(path: Path) -> Separator:
         raise ModelError(f"--model {path}: not an unmix checkpoint (not a PyTorch file)")
     import torch
 
-    from unmix.models import build_model
-    from unmix.serve.inference import separate_pictures
+    from unmix.model.networks import build_model
+    from unmix.evaluation.inference import separate_pictures
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)

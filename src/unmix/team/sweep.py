@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from unmix.errors import UnmixError
-from unmix.pr_report import find_dvc
+from unmix.reports.pull_request import find_dvc
 
 EXP_NAME_TAG = "dvc.exp_name"
 SUMMARY_METRICS = ("test/best/psnr", "test/best/ssim", "test/best/seed_l1")

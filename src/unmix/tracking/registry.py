@@ -24,7 +24,7 @@ RANK_METRIC = "test/best/psnr"  # dB, higher is better
 DIGEST_TAG = "unmix.data_digest"
 COMMIT_TAG = "git_commit"
 SET_TAG = "unmix.set"
-MODEL_TYPE = "unmix-separator"  # what unmix.serve.mlflow_model logs: the only models registered
+MODEL_TYPE = "unmix-separator"  # what unmix.tracking.logged_model logs: the only models registered
 # Each round re-reads every version after setting the alias; two evaluations racing settle
 # within a round or two, so this bound is only a guard against a store that never agrees.
 SETTLE_ROUNDS = 10
@@ -203,9 +203,9 @@ def register_evaluation(
 
     import mlflow
 
-    from unmix.evaluation import flatten_metrics
+    from unmix.evaluation.scoring import flatten_metrics
     from unmix.paths import project_root
-    from unmix.subset import load_subset_meta
+    from unmix.data.subset import load_subset_meta
     from unmix.tracking.tracker import git_commit, resolve_tracking_uri
 
     from mlflow.exceptions import MlflowException

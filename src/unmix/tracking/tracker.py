@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from unmix.config import DataConfig, SetConfig
-from unmix.tracking.delivery import DELIVER_EVERY_S, Courier
+from unmix.tracking.courier import DELIVER_EVERY_S, Courier
 from unmix.errors import UnmixError
 from unmix.paths import project_root
 from unmix.tracking.spool import SPOOL_DIR_NAME, Spool, describe, note_delivered, read_spool, remove_spool
@@ -94,7 +94,7 @@ class RunTracker:
     The worker imports mlflow (and torch, for the model) and opens the store and the run
     while the caller imports torch and loads data: on two cores that start-up costs the
     training little, where a thread would contend for the GIL the whole time. Calls are
-    queued and reach the store in batches within seconds (unmix.tracking.delivery); a store that
+    queued and reach the store in batches within seconds (unmix.tracking.courier); a store that
     goes away mid-run costs no training: calls wait in a spool on disk and are retried.
     `wait_open` says, before any training, whether the store can be reached at all;
     `finish` waits for everything queued and ends the run with a status. Used as a
@@ -255,7 +255,7 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
     replies.put(("opened", run_id, error))
     if error is None and opening["logs_model"]:
         try:
-            import unmix.serve.mlflow_model  # noqa: F401 - imported now, while training runs, not at the end
+            import unmix.tracking.logged_model  # noqa: F401 - imported now, while training runs, not at the end
         except Exception as caught:  # noqa: BLE001
             error = _one_line(caught)
         _skip_requirement_check()
@@ -364,7 +364,7 @@ def _apply(mlflow: Any, call: tuple) -> None:
         path, artifact_path = args
         mlflow.log_artifact(path, artifact_path=artifact_path)
     elif kind == "model":
-        from unmix.serve.mlflow_model import log_separator
+        from unmix.tracking.logged_model import log_separator
 
         model, name = args
         log_separator(model, name)  # pickle-free: safetensors weights + the code that rebuilds them
@@ -457,7 +457,7 @@ def deliver_spool(path: Path, uri: str | None = None) -> tuple[str, str, list[tu
     run and the calls delivered; deletes the spool when all are in. A failure keeps the
     rest in the spool, marks how far it got, and is a TrackingError.
     """
-    from unmix.tracking.delivery import next_batch
+    from unmix.tracking.courier import next_batch
 
     header, already, calls = read_spool(path)
     uri, run_id = uri or header["uri"], header["run_id"]

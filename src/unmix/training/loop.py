@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from unmix.devices import autocast, memory_format, model_device, place_model
-from unmix.distributed import SINGLE, Ranks, Stopped, peer_lost, share, share_weight, sum_over_ranks
+from unmix.model.devices import autocast, memory_format, model_device, place_model
+from unmix.training.distributed import SINGLE, Ranks, Stopped, peer_lost, share, share_weight, sum_over_ranks
 from unmix.errors import ConfigError
-from unmix.faults import kill_point
-from unmix.losses import LOSSES
-from unmix.metrics import best_psnr_and_seed_l1
-from unmix.mixing import MIXES
+from unmix.training.faults import kill_point
+from unmix.training.losses import LOSSES
+from unmix.evaluation.metrics import best_psnr_and_seed_l1
+from unmix.model.mixing import MIXES
 
 Tensor = torch.Tensor
 

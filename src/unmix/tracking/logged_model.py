@@ -4,7 +4,7 @@ The logged model holds the weights as safetensors, `model_code.py` (which names 
 `SeparatorModel` class below), the `unmix` package as it was at training time, and the
 `model_config` that rebuilds the network (arch, width, depth, consistency, mix) in the
 MLmodel file, with a signature and an input example. Loading reads the config, builds the
-network with `unmix.models.build_model` and loads the state dict: nothing is unpickled.
+network with `unmix.model.networks.build_model` and loads the state dict: nothing is unpickled.
 
 Why models-from-code rather than a pickled PythonModel or `mlflow.pytorch`: both of those
 store a cloudpickle of Python objects, which MLflow 3 refuses to load by default, which runs
@@ -44,7 +44,7 @@ class SeparatorModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         from safetensors.torch import load_file
 
-        from unmix.models import build_model
+        from unmix.model.networks import build_model
 
         self.config = dict(context.model_config)
         model = build_model(**build_arguments(self.config))
@@ -53,7 +53,7 @@ class SeparatorModel(mlflow.pyfunc.PythonModel):
 
     # No type hints: MLflow would read them as a schema of its own, beside the signature.
     def predict(self, context, model_input, params=None):
-        from unmix.serve.inference import separate_pictures
+        from unmix.evaluation.inference import separate_pictures
 
         out_1, out_2 = separate_pictures(self.model, np.asarray(model_input), self.config["arch"], self.config["depth"])
         return {"output_1": out_1, "output_2": out_2}
@@ -65,7 +65,7 @@ def separator_config(model: nn.Module, mix: str | None) -> dict:
     `mix` is the mixing rule it was trained on (a ConsistentSeparator knows its own); it
     tells a user how to make a mixture for it.
     """
-    from unmix.models import ConsistentSeparator, SeedAutoencoder, UNetSeparator, model_config
+    from unmix.model.networks import ConsistentSeparator, SeedAutoencoder, UNetSeparator, model_config
 
     consistency = isinstance(model, ConsistentSeparator)
     if consistency:
@@ -110,7 +110,7 @@ def log_separator(model: nn.Module, name: str = "model", mix: str | None = None)
     from safetensors.torch import save_file
 
     import unmix
-    from unmix.serve.inference import example_mixture
+    from unmix.evaluation.inference import example_mixture
 
     run = mlflow.active_run()
     if mix is None and run is not None:

@@ -9,7 +9,7 @@ import numpy as np
 import torch.nn.functional as F
 from torch import nn
 
-from unmix.training import normalise, separate, to_channels_first, to_uint8_images
+from unmix.training.loop import normalise, separate, to_channels_first, to_uint8_images
 
 # What every separator learned: 32×32 pictures. The seed architecture takes nothing else
 # (its decoders end in a fixed 32×32 upsampling).

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from unmix.metrics import assignment_swapped, best_seed_l1, pair_metrics, seed_l1, to_pixel_range
-from unmix.mixing import MIXES, trivial_separation
+from unmix.evaluation.metrics import assignment_swapped, best_seed_l1, pair_metrics, seed_l1, to_pixel_range
+from unmix.model.mixing import MIXES, trivial_separation
 from unmix.progress import StepProgress
-from unmix.training import normalise, separate_with_flips, to_uint8_images
+from unmix.training.loop import normalise, separate_with_flips, to_uint8_images
 
 Tensor = torch.Tensor
 

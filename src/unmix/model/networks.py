@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from unmix.config import ATTENTION_HEADS
-from unmix.mixing import mixture_consistent
+from unmix.model.mixing import mixture_consistent
 
 Tensor = torch.Tensor
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from unmix.losses import per_pair_l1
+from unmix.training.losses import per_pair_l1
 
 Tensor = torch.Tensor
 

@@ -10,15 +10,15 @@ import torch
 from torch import nn
 
 from unmix.config import SetConfig
-from unmix.devices import place_model, resolve_device
-from unmix.distributed import SINGLE, Ranks
-from unmix.evaluation import Evaluation, evaluate_separator, flatten_metrics
-from unmix.mixing import MIXES
-from unmix.models import build_model, model_config
-from unmix.mosaic import reconstruction_mosaic
+from unmix.model.devices import place_model, resolve_device
+from unmix.training.distributed import SINGLE, Ranks
+from unmix.evaluation.scoring import Evaluation, evaluate_separator, flatten_metrics
+from unmix.model.mixing import MIXES
+from unmix.model.networks import build_model, model_config
+from unmix.evaluation.mosaic import reconstruction_mosaic
 from unmix.progress import EpochProgress
-from unmix.subset import PairSet, Subsets
-from unmix.training import EpochResult, channels_first_view, normalise, separate, to_channels_first, to_uint8_images, train_separator
+from unmix.data.subset import PairSet, Subsets
+from unmix.training.loop import EpochResult, channels_first_view, normalise, separate, to_channels_first, to_uint8_images, train_separator
 
 # Pairs shown in the reconstruction images logged to MLflow during training.
 LOGGED_PAIRS = 8

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from unmix.imageset import IMAGE_SHAPE, ImageSet
+from unmix.data.imageset import IMAGE_SHAPE, ImageSet
 
 _SIZE = IMAGE_SHAPE[0]
 # Big enough that numpy's per-call overhead vanishes, small enough that a

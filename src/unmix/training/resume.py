@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from unmix.atomic import atomic_path
 from unmix.config import SetConfig
-from unmix.faults import kill_point
+from unmix.training.faults import kill_point
 
 FOLDER_NAME = "checkpoints"
 FORMAT = 1  # bump when the stored state changes shape: an old file then starts afresh
@@ -173,9 +173,9 @@ class ResumeCheckpoint:
     def digest(self) -> str:
         import torch
 
-        from unmix.devices import resolve_device
+        from unmix.model.devices import resolve_device
         from unmix.errors import ConfigError
-        from unmix.models import model_config
+        from unmix.model.networks import model_config
 
         c = self.set_config
         try:
