@@ -43,7 +43,7 @@ from unmix.model.mixing import MIXES  # noqa: E402
 from unmix.model.networks import build_model  # noqa: E402
 from unmix.data.subset import Subsets  # noqa: E402
 from unmix.tracking.tracker import RunTracker  # noqa: E402
-from unmix.training.loop import normalise, to_channels_first  # noqa: E402
+from unmix.model.tensors import normalise, to_channels_first  # noqa: E402
 
 
 def synchronize(device: torch.device) -> None:

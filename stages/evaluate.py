@@ -18,13 +18,13 @@ def main(args: argparse.Namespace) -> None:
     # torch is imported here, not at the top: the tracking process re-imports this module
     # and needs none of it.
     from unmix.model.devices import resolve_device
-    from unmix.training.sets import evaluate_set
-    from unmix.model.networks import load_checkpoint
+    from unmix.evaluation.scoring import evaluate_set
+    from unmix.model.model_file import load_model
 
     config = load_config(args.params)
     set_config = config.set(args.set_name)
     device = resolve_device(set_config.device, name=f"sets.{args.set_name}.device")
-    model, _ = load_checkpoint(args.model)
+    model, _ = load_model(args.model)
     digest = model_digest(args.model)
     subsets = load_subsets(args.data)
     # The run that trained this very file (train tagged it with the file's digest).

@@ -56,7 +56,7 @@ def main(args: argparse.Namespace) -> None:
         with tracker:
             from unmix.model.devices import resolve_device
             from unmix.training.sets import set_model_config, train_set
-            from unmix.model.networks import save_checkpoint
+            from unmix.model.model_file import save_model
             from unmix.tracking.run_lookup import model_digest
 
             device = join(ranks, resolve_device(set_config.device, name=f"sets.{args.set_name}.device"))
@@ -75,7 +75,7 @@ def main(args: argparse.Namespace) -> None:
             trained = time.perf_counter()
             run_id = tracker.run_id
             # Outputs first: a tracking failure reported by finish() must not lose the training.
-            save_checkpoint(model, args.model, set_model_config(set_config), {"set_name": args.set_name})
+            save_model(model, args.model, set_model_config(set_config), {"set_name": args.set_name})
             write_history(history, args.history)
             tracker.set_tags({"unmix.model_digest": model_digest(args.model)})  # how evaluate finds the run
             tracker.finish()

@@ -10,7 +10,8 @@ import torch
 
 from unmix.training.resume import load_resume_checkpoint, save_resume_checkpoint
 from unmix.model.networks import build_model
-from unmix.training.loop import to_channels_first, train_separator
+from unmix.model.tensors import to_channels_first
+from unmix.training.loop import train_separator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

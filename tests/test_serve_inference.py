@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from unmix.model.networks import build_model
 from unmix.evaluation.inference import example_mixture, separate_pictures, size_note, size_plan
-from unmix.training.loop import normalise, separate, to_channels_first, to_uint8_images
+from unmix.evaluation.inference import separate
+from unmix.model.tensors import normalise, to_channels_first, to_uint8_images
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,8 @@ from unmix.config import Config
 from unmix.errors import reading
 from unmix.reports.dvc_files import read_history, read_metrics, require_report_inputs
 from unmix.data.subset import PairSet
-from unmix.training.sets import pair_mixture
-from unmix.training.loop import to_uint8_images
+from unmix.evaluation.inference import pair_mixture
+from unmix.model.tensors import to_uint8_images
 
 
 def mixtures(pairs: PairSet, mix: str) -> np.ndarray:

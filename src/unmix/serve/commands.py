@@ -60,7 +60,7 @@ def separate_files(
 def mix_pictures(a: np.ndarray, b: np.ndarray, mix: str) -> np.ndarray:
     """uint8 (H, W, 3) pictures mixed with a training mix rule, exactly as the models saw mixtures."""
     from unmix.model.mixing import MIXES
-    from unmix.training.loop import normalise, to_channels_first, to_uint8_images
+    from unmix.model.tensors import normalise, to_channels_first, to_uint8_images
 
     if mix not in MIXES:
         raise PictureError(f"--mix {mix}: expected one of {', '.join(MIXES)}")

@@ -1,4 +1,4 @@
-"""One parameter set's train and evaluate steps, wired to its MLflow run."""
+"""One parameter set's training, wired to its MLflow run (its evaluation: unmix.evaluation.scoring)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,19 @@ import torch
 from torch import nn
 
 from unmix.config import SetConfig
-from unmix.model.devices import place_model, resolve_device
-from unmix.training.distributed import SINGLE, Ranks
-from unmix.evaluation.scoring import Evaluation, evaluate_separator, flatten_metrics
-from unmix.model.mixing import MIXES
-from unmix.model.networks import build_model, model_config
-from unmix.evaluation.mosaic import reconstruction_mosaic
-from unmix.progress import EpochProgress
 from unmix.data.subset import PairSet, Subsets
-from unmix.training.loop import EpochResult, channels_first_view, normalise, separate, to_channels_first, to_uint8_images, train_separator
+from unmix.evaluation.inference import pair_mixture, separate
+from unmix.evaluation.mosaic import reconstruction_mosaic
+from unmix.model.devices import resolve_device
+from unmix.model.networks import build_model, model_config
+from unmix.model.tensors import channels_first_view, to_channels_first, to_uint8_images
+from unmix.progress import EpochProgress
+from unmix.training.distributed import SINGLE, Ranks
+from unmix.training.loop import train_separator
+from unmix.training.state import EpochResult
 
 # Pairs shown in the reconstruction images logged to MLflow during training.
 LOGGED_PAIRS = 8
-
-
-def pair_mixture(pairs: PairSet, mix: str) -> torch.Tensor:
-    """The float (P, 3, 32, 32) mixtures the network sees for fixed uint8 pairs."""
-    return MIXES[mix](normalise(to_channels_first(pairs.a)), normalise(to_channels_first(pairs.b)))
 
 
 def separate_pairs(model: nn.Module, pairs: PairSet, mix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -164,11 +160,3 @@ def train_set(
     return model, history
 
 
-def evaluate_set(
-    model: nn.Module, set_config: SetConfig, subsets: Subsets, tracker: Any, device: torch.device | None = None
-) -> Evaluation:
-    """Score the model on the fixed test pairs, on the set's device, and add the metrics to its run."""
-    place_model(model, device or resolve_device(set_config.device))
-    evaluation = evaluate_separator(model, subsets.test.a, subsets.test.b, set_config.mix, set_config.test_flips)
-    tracker.log_metrics({k: v for k, v in flatten_metrics(evaluation.metrics).items() if not k.endswith("n_pairs")})
-    return evaluation
