@@ -37,7 +37,8 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from unmix.config import SetConfig, load_config  # noqa: E402
 from unmix.model.devices import autocast, memory_format, place_model, resolve_device  # noqa: E402
-from unmix.training.sets import set_model_config, train_set  # noqa: E402
+from unmix.model.networks import set_model_config  # noqa: E402
+from unmix.training.sets import train_set  # noqa: E402
 from unmix.training.losses import LOSSES  # noqa: E402
 from unmix.model.mixing import MIXES  # noqa: E402
 from unmix.model.networks import build_model  # noqa: E402

@@ -55,7 +55,8 @@ def main(args: argparse.Namespace) -> None:
     try:
         with tracker:
             from unmix.model.devices import resolve_device
-            from unmix.training.sets import set_model_config, train_set
+            from unmix.model.networks import set_model_config
+            from unmix.training.sets import train_set
             from unmix.model.model_file import save_model
             from unmix.tracking.run_lookup import model_digest
 

@@ -19,7 +19,7 @@ def test_every_kind_of_call_comes_back_as_it_went(tmp_path: Path) -> None:
     model = torch.nn.Linear(2, 1)
     spool = Spool.create(tmp_path / "spool", "http://127.0.0.1:5000", "abc")
     calls = [("metrics", {"train/l1": 0.5, "valid/l1": 0.25}, 3, 1234), ("image", image, "reconstructions/valid", 3),
-             ("artifact", str(figure), "figures"), ("model", model, "model"), ("tags", {"unmix.model_digest": "ab12"}), ("end", "FINISHED")]
+             ("artifact", str(figure), "figures"), ("model", model, {"arch": "seed"}, "model"), ("tags", {"unmix.model_digest": "ab12"}), ("end", "FINISHED")]
     for call in calls:
         spool.append(call)
     figure.write_bytes(b"rewritten later")  # the spool kept a copy of the file as it was
@@ -31,7 +31,7 @@ def test_every_kind_of_call_comes_back_as_it_went(tmp_path: Path) -> None:
     assert back[0] == calls[0]
     assert back[1][0] == "image" and np.array_equal(back[1][1], image) and back[1][2:] == ("reconstructions/valid", 3)
     assert back[2][0] == "artifact" and Path(back[2][1]).read_bytes() == b"png bytes" and back[2][2] == "figures"
-    assert back[3][0] == "model" and torch.equal(back[3][1].weight, model.weight) and back[3][2] == "model"
+    assert back[3][0] == "model" and torch.equal(back[3][1].weight, model.weight) and back[3][2:] == ({"arch": "seed"}, "model")
     assert back[4] == ("tags", {"unmix.model_digest": "ab12"})
     assert back[5] == ("end", "FINISHED")
 
@@ -58,7 +58,7 @@ def test_a_file_that_is_no_spool_is_one_clear_error(tmp_path: Path) -> None:
 
 def test_describe_counts_what_a_person_would() -> None:
     calls = [("metrics", {"a": 1.0, "b": 2.0}, 1, 0), ("metrics", {"a": 1.5}, 2, 0), ("image", None, "k", 2),
-             ("model", None, "model"), ("end", "FINISHED")]
+             ("model", None, None, "model"), ("end", "FINISHED")]
     assert count_metric_values(calls) == 3
     assert describe(calls) == "3 metric values, 1 image, the model, the run's end"
     assert describe([]) == "nothing"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unmix.config import ATTENTION_HEADS
+from unmix.config import ATTENTION_HEADS, SetConfig
 from unmix.model.mixing import mixture_consistent
 
 Tensor = torch.Tensor
@@ -170,3 +170,8 @@ def model_config(arch: str, width: int, depth: int, consistency: bool, mix: str,
     return config
 
 
+def set_model_config(set_config: SetConfig) -> dict:
+    """What rebuilds this set's model, written here alone: stored in its model file beside the
+    weights, logged with its MLflow model, and part of its resume checkpoints' digest."""
+    return model_config(set_config.arch, set_config.width, set_config.depth, set_config.consistency, set_config.mix,
+                        set_config.attention, set_config.top_width)

@@ -25,7 +25,7 @@ import mlflow
 import numpy as np
 from torch import nn
 
-from unmix.tracking.registry import MODEL_TYPE  # the logged model's type: what the registry accepts
+from unmix.names import MODEL_TYPE  # the logged model's type: what the registry accepts
 
 WEIGHTS = "weights"  # the artifact key of the safetensors state dict
 MODEL_CODE = Path(__file__).with_name("model_code.py")
@@ -59,27 +59,6 @@ class SeparatorModel(mlflow.pyfunc.PythonModel):
         return {"output_1": out_1, "output_2": out_2}
 
 
-def separator_config(model: nn.Module, mix: str | None) -> dict:
-    """The `model_config` that rebuilds `model`, read from its structure.
-
-    `mix` is the mixing rule it was trained on (a ConsistentSeparator knows its own); it
-    tells a user how to make a mixture for it.
-    """
-    from unmix.model.networks import ConsistentSeparator, SeedAutoencoder, UNetSeparator, model_config
-
-    consistency = isinstance(model, ConsistentSeparator)
-    if consistency:
-        mix, model = model.mix, model.separator
-    if isinstance(model, UNetSeparator):
-        top_width = model.stem[0][0].out_channels  # stem = conv block of two conv-bn-relu
-        width = model.down[0][0][0].out_channels // 2  # the first scale down has twice `width`
-        return model_config("unet", width, len(model.down), consistency, mix, attention=model.context is not None,
-                            top_width=None if top_width == width else top_width)
-    if isinstance(model, SeedAutoencoder):
-        return model_config("seed", 32, 3, consistency, mix)  # width and depth shape the unet only
-    raise TypeError(f"not an unmix separator: {type(model).__name__}")
-
-
 def build_arguments(config: dict) -> dict:
     """`build_model` keywords from a stored config (a mix of None: the model never uses it)."""
     return {**config, "mix": config.get("mix") or "mean"}
@@ -102,20 +81,21 @@ def requirements() -> list[str]:
     return [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in REQUIREMENTS]
 
 
-def log_separator(model: nn.Module, name: str = "model", mix: str | None = None) -> str:
+def log_separator(model: nn.Module, config: dict | None, name: str = "model") -> str:
     """Log `model` (on the CPU) to the active run as MLflow model `name`; return its model id.
 
-    Without `mix`, the run's `set.mix` parameter gives it.
+    `config` is the `model_config` that built it (unmix.model.networks.set_model_config),
+    stored beside the weights: what rebuilds the network, and its `mix` tells a user how to
+    make a mixture for it. Never read back from the layers.
     """
+    if config is None:
+        raise ValueError(f"MLflow model {name!r}: no model config came with it (a spool from an older "
+                         f"unmix?); log it again from its model file")
     from safetensors.torch import save_file
 
     import unmix
     from unmix.evaluation.inference import example_mixture
 
-    run = mlflow.active_run()
-    if mix is None and run is not None:
-        mix = mlflow.get_run(run.info.run_id).data.params.get("set.mix")
-    config = separator_config(model, mix)
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "weights.safetensors"
         save_file({key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}, weights)

@@ -32,7 +32,7 @@ class Spool:
 
     Calls are the worker's tuples: ("metrics", {key: value}, step, timestamp_ms),
     ("image", uint8 array, key, step), ("artifact", path, artifact_path),
-    ("model", module, name), ("tags", {key: value}), ("end", status).
+    ("model", module, model_config, name), ("tags", {key: value}), ("end", status).
     """
 
     def __init__(self, path: Path, header: dict) -> None:
@@ -92,10 +92,10 @@ class Spool:
         if kind == "model":
             import torch
 
-            model, name = args
+            model, config, name = args
             file = self._blob(f"model-{index:05d}.pt")
             torch.save(model, file)
-            return {"call": kind, "file": file.name, "name": name}
+            return {"call": kind, "file": file.name, "config": config, "name": name}
         if kind == "tags":
             return {"call": kind, "tags": dict(args[0])}
         if kind == "end":
@@ -144,7 +144,9 @@ def _call(record: dict, blobs: Path) -> tuple:
     if kind == "model":
         import torch
 
-        return ("model", torch.load(blobs / record["file"], weights_only=False), record["name"])
+        # No "config" in a spool written before the model config travelled with the model:
+        # log_separator then says so in one line.
+        return ("model", torch.load(blobs / record["file"], weights_only=False), record.get("config"), record["name"])
     if kind == "tags":
         return ("tags", record["tags"])
     if kind == "end":

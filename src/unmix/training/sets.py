@@ -14,7 +14,7 @@ from unmix.data.subset import PairSet, Subsets
 from unmix.evaluation.inference import pair_mixture, separate
 from unmix.evaluation.mosaic import reconstruction_mosaic
 from unmix.model.devices import resolve_device
-from unmix.model.networks import build_model, model_config
+from unmix.model.networks import build_model, set_model_config
 from unmix.model.tensors import channels_first_view, to_channels_first, to_uint8_images
 from unmix.progress import EpochProgress
 from unmix.training.distributed import SINGLE, Ranks
@@ -36,12 +36,6 @@ def pair_mosaic(model: nn.Module, pairs: PairSet, mix: str) -> np.ndarray:
     """Rows of mixture, truth a, truth b, output 1, output 2, as one uint8 image."""
     mixture, out_1, out_2 = separate_pairs(model, pairs, mix)
     return reconstruction_mosaic([mixture, pairs.a, pairs.b, out_1, out_2])
-
-
-def set_model_config(set_config: SetConfig) -> dict:
-    """What rebuilds this set's model: stored in its checkpoint."""
-    return model_config(set_config.arch, set_config.width, set_config.depth, set_config.consistency, set_config.mix,
-                        set_config.attention, set_config.top_width)
 
 
 def fit_set(
@@ -156,7 +150,7 @@ def train_set(
                                  checkpoint_every=checkpoint_every, ranks=ranks)
     model.to("cpu", memory_format=torch.contiguous_format)
     if ranks.is_main:
-        tracker.log_model(model)
+        tracker.log_model(model, set_model_config(set_config))
     return model, history
 
 
