@@ -21,7 +21,7 @@ LOSSES = ("fixed", "pit")
 SCHEDULES = ("constant", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
-ATTENTION_HEADS = 4  # of models.GlobalContext
+ATTENTION_HEADS = 4  # of unmix.model.networks.GlobalContext
 
 
 def _choice(options: tuple[str, ...]) -> dict[str, Any]:

@@ -109,7 +109,7 @@ def train_separator(
     such a state, continues after its epoch to the same numbers as an uninterrupted run.
     `test_flips` validates with the test-time flip average (`separate_with_flips`).
     `precision` "bf16" runs the training steps under bf16 autocast, channels-last, on the
-    CPU too (`devices.uses_bf16`); validation keeps the device's usual arithmetic.
+    CPU too (`unmix.model.devices.uses_bf16`); validation keeps the device's usual arithmetic.
     `ema` > 0 keeps an exponential moving average of the weights (buffers too) with that
     decay per step; it is what validation, `on_epoch_end` and the caller see: `model` holds
     the averaged weights when training ends.
