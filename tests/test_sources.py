@@ -204,7 +204,7 @@ def test_cifar10_loading_does_not_import_torch(tmp_path, splits):
         "import sys; from pathlib import Path; from unmix.data.sources import load_cifar10; "
         f"load_cifar10(Path({str(tmp_path)!r})); assert 'torch' not in sys.modules, 'torch imported'"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(sources.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(sources.__file__).parents[2])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
