@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 # The venv's bin first on PATH: dvc runs each stage's `python` from there.
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
-	@$(BIN)/python -m unmix.repro_summary
+	@$(BIN)/python -m unmix.reports.repro_summary
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest

@@ -42,11 +42,12 @@ import torch  # noqa: E402
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from unmix.devices import autocast, memory_format, place_model  # noqa: E402
-from unmix.losses import LOSSES  # noqa: E402
-from unmix.mixing import MIXES  # noqa: E402
-from unmix.models import build_model, model_config  # noqa: E402
-from unmix.training import normalise, random_flips, to_channels_first, validate  # noqa: E402
+from unmix.model.devices import autocast, memory_format, place_model  # noqa: E402
+from unmix.training.losses import LOSSES  # noqa: E402
+from unmix.model.mixing import MIXES  # noqa: E402
+from unmix.model.networks import build_model, model_config  # noqa: E402
+from unmix.model.tensors import normalise, to_channels_first  # noqa: E402
+from unmix.training.loop import random_flips, validate  # noqa: E402
 
 PART_BYTES = 15 * 2**20
 MIX, LOSS = "mean", "pit"  # the protocol's mix and the `best` set's loss
@@ -128,11 +129,11 @@ def join(parts: Path, name: str, out: Path) -> None:
 
 def record(subset: Path, eval_outputs: Path, reports: Path, name: str, n_pairs: int = 8) -> None:
     """The test pairs' reconstruction grid and the metrics table of a scored GPU model."""
-    from unmix import figures
-    from unmix.experiment import pair_mixture
-    from unmix.reporting import read_metrics
-    from unmix.subset import PairSet
-    from unmix.training import to_uint8_images
+    from unmix.reports import figures
+    from unmix.evaluation.inference import pair_mixture
+    from unmix.reports.dvc_files import read_metrics
+    from unmix.data.subset import PairSet
+    from unmix.model.tensors import to_uint8_images
 
     with np.load(subset / "test.npz") as test, np.load(eval_outputs) as outputs:
         pairs = PairSet(test["a"][:n_pairs], test["b"][:n_pairs])

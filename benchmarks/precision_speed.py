@@ -25,7 +25,7 @@ def timed_epoch(set_config, subsets, precision: str) -> tuple[float, float]:
     """Seconds of one training epoch in `precision`, and its training loss."""
     import torch
 
-    from unmix.experiment import fit_set
+    from unmix.training.sets import fit_set
 
     config = dataclasses.replace(set_config, epochs=1, precision=precision)
     started = time.perf_counter()

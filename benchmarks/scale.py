@@ -31,15 +31,15 @@ import yaml
 from common import REPO  # also puts src/ on the path
 
 from unmix.config import DataConfig, load_config  # noqa: E402
-from unmix.datasets import acquire_images  # noqa: E402
-from unmix.subset import draw_subsets, save_subsets  # noqa: E402
+from unmix.data.raw import acquire_images  # noqa: E402
+from unmix.data.subset import draw_subsets, save_subsets  # noqa: E402
 
 
 def throughput(set_config, subsets, epochs: int) -> float:
     """Training pairs per second of unmix's loop over `epochs` epochs."""
     import torch
 
-    from unmix.experiment import train_set
+    from unmix.training.sets import train_set
     from unmix.tracking.tracker import NullTracker
 
     config = dataclasses.replace(set_config, epochs=epochs, validate_every=epochs, log_images_every=0, device="cpu")

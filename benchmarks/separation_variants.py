@@ -28,11 +28,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from unmix.losses import permutation_invariant_l1  # noqa: E402
-from unmix.metrics import best_psnr_and_seed_l1, per_image_mse  # noqa: E402
-from unmix.mixing import mean, trivial_separation  # noqa: E402
-from unmix.models import ConsistentSeparator, UNetSeparator, _conv_bn_relu, _conv_block  # noqa: E402
-from unmix.training import channels_first_view, normalise, random_flips, separate, to_channels_first  # noqa: E402
+from unmix.training.losses import permutation_invariant_l1  # noqa: E402
+from unmix.evaluation.metrics import best_psnr_and_seed_l1, per_image_mse  # noqa: E402
+from unmix.model.mixing import mean, trivial_separation  # noqa: E402
+from unmix.model.networks import _conv_block, _conv_bn_relu, ConsistentSeparator, UNetSeparator  # noqa: E402
+from unmix.evaluation.inference import separate  # noqa: E402
+from unmix.model.tensors import channels_first_view, normalise, to_channels_first  # noqa: E402
+from unmix.training.loop import random_flips  # noqa: E402
 
 WARMUP_STEPS = 8  # timed steps that size the schedule to the budget
 

@@ -41,10 +41,10 @@ def register_fresh_model(set_name: str, params: Path, folder: Path) -> tuple[str
     import torch
 
     from unmix.config import load_config
-    from unmix.experiment import set_model_config
-    from unmix.models import build_model
+    from unmix.model.networks import set_model_config
+    from unmix.model.networks import build_model
     from unmix.tracking.registry import register_run_model
-    from unmix.serve.mlflow_model import log_separator
+    from unmix.tracking.logged_model import log_separator
 
     set_config = load_config(params).set(set_name)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
@@ -54,7 +54,7 @@ def register_fresh_model(set_name: str, params: Path, folder: Path) -> tuple[str
     torch.manual_seed(0)
     model = build_model(**set_model_config(set_config)).eval()
     with mlflow.start_run(experiment_id=experiment) as run:
-        log_separator(model, mix=set_config.mix)
+        log_separator(model, set_model_config(set_config))
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     register_run_model(client, run_id=run.info.run_id, set_name=set_name, test_metrics={"test/best/psnr": 0.0},
                        digest="benchmark", commit=None)

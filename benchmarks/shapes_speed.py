@@ -3,7 +3,7 @@
     python benchmarks/shapes_speed.py --images 10000 --pairs 3
 
 The generator computes sin, cos, arctan2, its blurs and its colour sums with
-`unmix.portable_math` (IEEE basic operations in a fixed order) so that its bytes do not
+`unmix.data.portable_math` (IEEE basic operations in a fixed order) so that its bytes do not
 depend on the CPU. This times `generate_shapes` as it is, then with those functions
 swapped for numpy's SIMD-dispatched ufuncs and BLAS matmul (as the generator was before),
 alternated `--pairs` times in one run, and prints the median slowdown (portable / numpy).
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from unmix import shapes
+from unmix.data import shapes
 
 
 def _numpy_layer_sum(weights, colours):

@@ -25,12 +25,15 @@ from common import DEFAULT_IMAGES, REPO, benchmark_subsets  # also puts src/ on 
 import torch  # noqa: E402
 
 from unmix.config import load_config  # noqa: E402
-from unmix.devices import resolve_device  # noqa: E402
-from unmix.experiment import fit_set, pair_mixture  # noqa: E402
-from unmix.metrics import best_psnr_and_seed_l1  # noqa: E402
-from unmix.mixing import trivial_separation  # noqa: E402
-from unmix.subset import PairSet  # noqa: E402
-from unmix.training import EpochResult, normalise, separate, to_channels_first  # noqa: E402
+from unmix.model.devices import resolve_device  # noqa: E402
+from unmix.evaluation.inference import pair_mixture  # noqa: E402
+from unmix.training.sets import fit_set  # noqa: E402
+from unmix.evaluation.metrics import best_psnr_and_seed_l1  # noqa: E402
+from unmix.model.mixing import trivial_separation  # noqa: E402
+from unmix.data.subset import PairSet  # noqa: E402
+from unmix.evaluation.inference import separate  # noqa: E402
+from unmix.model.tensors import normalise, to_channels_first  # noqa: E402
+from unmix.training.state import EpochResult  # noqa: E402
 
 
 class QualityReached(Exception):

@@ -36,14 +36,15 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from unmix.config import SetConfig, load_config  # noqa: E402
-from unmix.devices import autocast, memory_format, place_model, resolve_device  # noqa: E402
-from unmix.experiment import set_model_config, train_set  # noqa: E402
-from unmix.losses import LOSSES  # noqa: E402
-from unmix.mixing import MIXES  # noqa: E402
-from unmix.models import build_model  # noqa: E402
-from unmix.subset import Subsets  # noqa: E402
+from unmix.model.devices import autocast, memory_format, place_model, resolve_device  # noqa: E402
+from unmix.model.networks import set_model_config  # noqa: E402
+from unmix.training.sets import train_set  # noqa: E402
+from unmix.training.losses import LOSSES  # noqa: E402
+from unmix.model.mixing import MIXES  # noqa: E402
+from unmix.model.networks import build_model  # noqa: E402
+from unmix.data.subset import Subsets  # noqa: E402
 from unmix.tracking.tracker import RunTracker  # noqa: E402
-from unmix.training import normalise, to_channels_first  # noqa: E402
+from unmix.model.tensors import normalise, to_channels_first  # noqa: E402
 
 
 def synchronize(device: torch.device) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from unmix.atomic import atomic_directory
 from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
-from unmix.datasets import acquire_images, save_raw
+from unmix.data.raw import acquire_images, save_raw
 from unmix.paths import project_root
 
 

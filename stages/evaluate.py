@@ -7,24 +7,24 @@ from pathlib import Path
 
 from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
-from unmix.imageset import write_npz_atomically
-from unmix.reporting import write_metrics
+from unmix.data.imageset import write_npz_atomically
+from unmix.reports.dvc_files import write_metrics
 from unmix.tracking.run_lookup import model_digest, run_tags_for
-from unmix.subset import load_subsets
+from unmix.data.subset import load_subsets
 from unmix.tracking.tracker import open_tracker
 
 
 def main(args: argparse.Namespace) -> None:
     # torch is imported here, not at the top: the tracking process re-imports this module
     # and needs none of it.
-    from unmix.devices import resolve_device
-    from unmix.experiment import evaluate_set
-    from unmix.models import load_checkpoint
+    from unmix.model.devices import resolve_device
+    from unmix.evaluation.scoring import evaluate_set
+    from unmix.model.model_file import load_model
 
     config = load_config(args.params)
     set_config = config.set(args.set_name)
     device = resolve_device(set_config.device, name=f"sets.{args.set_name}.device")
-    model, _ = load_checkpoint(args.model)
+    model, _ = load_model(args.model)
     digest = model_digest(args.model)
     subsets = load_subsets(args.data)
     # The run that trained this very file (train tagged it with the file's digest).

@@ -12,7 +12,7 @@ import numpy as np
 from unmix.cli import run_stage, stage_parser
 from unmix.config import load_config
 from unmix.paths import project_root
-from unmix.reporting import require_report_inputs
+from unmix.reports.dvc_files import require_report_inputs
 from unmix.tracking.run_lookup import run_tags_for
 from unmix.tracking.tracker import open_tracker, resolve_tracking_uri
 
@@ -40,8 +40,8 @@ def main(args: argparse.Namespace) -> None:
                 find_tags=run_tags_for(name, digests[name]) if digests[name] else None))
             for name in config.sets
         }
-        from unmix.report import render_report, render_wall_time_figure
-        from unmix.subset import load_subsets
+        from unmix.reports.render import render_report, render_wall_time_figure
+        from unmix.data.subset import load_subsets
 
         for tracker in trackers.values():
             tracker.wait_open()  # an unreachable store: one line now, not after the drawing

@@ -8,8 +8,8 @@ from pathlib import Path
 from unmix.atomic import atomic_directory
 from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
-from unmix.datasets import load_raw
-from unmix.subset import draw_subsets, save_subsets
+from unmix.data.raw import load_raw
+from unmix.data.subset import draw_subsets, save_subsets
 
 
 def main(args: argparse.Namespace) -> None:

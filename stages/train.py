@@ -16,13 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-from unmix.checkpoints import ResumeCheckpoint, checkpoint_folder
+from unmix.training.resume import ResumeCheckpoint, checkpoint_folder
 from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
-from unmix.distributed import LAUNCHED_ENV, Stopped, join, launch, launched, leave, ranks_from_env
+from unmix.training.distributed import LAUNCHED_ENV, Stopped, join, launch, launched, leave, ranks_from_env
 from unmix.paths import project_root
-from unmix.reporting import write_history
-from unmix.subset import load_subset_meta, load_subsets
+from unmix.reports.dvc_files import write_history
+from unmix.data.subset import load_subset_meta, load_subsets
 from unmix.tracking.tracker import open_tracker, run_params, run_tags
 
 
@@ -54,9 +54,10 @@ def main(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, stop)  # SIGTERM ends the run as Ctrl-C does
     try:
         with tracker:
-            from unmix.devices import resolve_device
-            from unmix.experiment import set_model_config, train_set
-            from unmix.models import save_checkpoint
+            from unmix.model.devices import resolve_device
+            from unmix.model.networks import set_model_config
+            from unmix.training.sets import train_set
+            from unmix.model.model_file import save_model
             from unmix.tracking.run_lookup import model_digest
 
             device = join(ranks, resolve_device(set_config.device, name=f"sets.{args.set_name}.device"))
@@ -75,7 +76,7 @@ def main(args: argparse.Namespace) -> None:
             trained = time.perf_counter()
             run_id = tracker.run_id
             # Outputs first: a tracking failure reported by finish() must not lose the training.
-            save_checkpoint(model, args.model, set_model_config(set_config), {"set_name": args.set_name})
+            save_model(model, args.model, set_model_config(set_config), {"set_name": args.set_name})
             write_history(history, args.history)
             tracker.set_tags({"unmix.model_digest": model_digest(args.model)})  # how evaluate finds the run
             tracker.finish()

@@ -82,9 +82,9 @@ def test_gpu_train_packs_trains_and_joins_a_loadable_checkpoint(tmp_path: Path):
     assert checkpoint["model_config"] == {"arch": "unet", "width": 4, "depth": 2, "consistency": True, "mix": "mean"}
 
     sys.path.insert(0, str(REPO / "src"))
-    from unmix.models import load_checkpoint
+    from unmix.model.model_file import load_model
 
-    model, _ = load_checkpoint(tmp_path / "gpu.pt")
+    model, _ = load_model(tmp_path / "gpu.pt")
     out_1, out_2 = model(torch.zeros(1, 3, 32, 32))
     assert out_1.shape == out_2.shape == (1, 3, 32, 32)
 def test_checkpoint_cost_prints_size_share_and_ratio(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import torch
 
-from unmix.checkpoints import (
+from unmix.training.resume import (
     ResumeCheckpoint,
     checkpoint_folder,
     checkpoint_path,
@@ -21,8 +21,9 @@ from unmix.checkpoints import (
     save_resume_checkpoint,
 )
 from unmix.config import SetConfig
-from unmix.faults import parse_kill_at
-from unmix.models import SeedAutoencoder, save_checkpoint
+from unmix.training.faults import parse_kill_at
+from unmix.model.model_file import save_model
+from unmix.model.networks import SeedAutoencoder
 
 MODEL = {"arch": "seed", "width": 32, "depth": 3, "consistency": False, "mix": "quarter_sum"}
 DIGEST = "ab" * 32
@@ -157,8 +158,8 @@ def test_kill_points_parse_and_reject_typos():
 def test_model_file_bytes_do_not_depend_on_the_temporary_name(tmp_path):
     torch.manual_seed(0)
     model = SeedAutoencoder()
-    save_checkpoint(model, tmp_path / "a.pt", MODEL, {"set_name": "seed"})
-    save_checkpoint(model, tmp_path / "b" / "other.pt", MODEL, {"set_name": "seed"})
+    save_model(model, tmp_path / "a.pt", MODEL, {"set_name": "seed"})
+    save_model(model, tmp_path / "b" / "other.pt", MODEL, {"set_name": "seed"})
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b" / "other.pt").read_bytes()
     names = zipfile.ZipFile(io.BytesIO((tmp_path / "a.pt").read_bytes())).namelist()
     assert all(name.startswith("archive/") for name in names)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from unmix.config import DataConfig
-from unmix.datasets import acquire_images, load_raw, save_raw, split_seed
+from unmix.data.raw import acquire_images, load_raw, save_raw, split_seed
 from unmix.errors import DataError
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from unmix.tracking.delivery import Courier, backoff_s, next_batch
+from unmix.tracking.courier import Courier, backoff_s, next_batch
 from unmix.tracking.spool import Spool, read_spool
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unmix.devices import autocast, memory_format, model_device, place_model, resolve_device, uses_bf16
+from unmix.model.devices import autocast, memory_format, model_device, place_model, resolve_device, uses_bf16
 from unmix.errors import ConfigError
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from unmix.evaluation import Evaluation, evaluate_separator, flatten_metrics, score_outputs, summarise
+from unmix.evaluation.scoring import Evaluation, evaluate_separator, flatten_metrics, score_outputs, summarise
 
 
 def images(values: list[float]) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from unmix import figures
+from unmix.reports import figures
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from unmix.losses import LOSSES, fixed_assignment_l1, per_pair_l1, permutation_invariant_l1
+from unmix.evaluation.metrics import per_pair_l1
+from unmix.training.losses import LOSSES, fixed_assignment_l1, permutation_invariant_l1
 
 
 def full(value: float, n: int = 1) -> torch.Tensor:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from unmix.metrics import (
+from unmix.evaluation.metrics import (
     MAX_PSNR_DB,
     best_psnr_and_seed_l1,
     pair_metrics,
@@ -172,7 +172,7 @@ def test_seed_l1_is_fixed_assignment_so_swaps_cost():
 
 
 def test_gaussian_window_is_normalised_symmetric_and_peaks_in_the_middle():
-    from unmix.metrics import gaussian_window
+    from unmix.evaluation.metrics import gaussian_window
 
     window = gaussian_window(11, 1.5)
     assert window.shape == (11, 11)
@@ -181,14 +181,14 @@ def test_gaussian_window_is_normalised_symmetric_and_peaks_in_the_middle():
 
 
 def test_ssim_of_an_image_with_itself_is_one():
-    from unmix.metrics import per_image_ssim
+    from unmix.evaluation.metrics import per_image_ssim
 
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(per_image_ssim(x, x), torch.ones(3), atol=1e-5)
 
 
 def test_ssim_of_two_flat_images_by_hand():
-    from unmix.metrics import per_image_ssim
+    from unmix.evaluation.metrics import per_image_ssim
 
     # Flat images have no variance, so SSIM = (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1) with
     # C1 = 0.01^2: for 0.2 and 0.6, (0.24 + 0.0001) / (0.04 + 0.36 + 0.0001) = 0.599975...
@@ -198,7 +198,7 @@ def test_ssim_of_two_flat_images_by_hand():
 
 
 def test_ssim_falls_as_noise_grows_and_is_symmetric():
-    from unmix.metrics import per_image_ssim
+    from unmix.evaluation.metrics import per_image_ssim
 
     generator = torch.Generator().manual_seed(1)
     x = torch.rand(1, 3, 32, 32, generator=generator)
@@ -210,7 +210,7 @@ def test_ssim_falls_as_noise_grows_and_is_symmetric():
 
 
 def test_best_ssim_takes_the_better_assignment():
-    from unmix.metrics import pair_metrics
+    from unmix.evaluation.metrics import pair_metrics
 
     generator = torch.Generator().manual_seed(2)
     a, b = torch.rand(2, 3, 32, 32, generator=generator), torch.rand(2, 3, 32, 32, generator=generator)

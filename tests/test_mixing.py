@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unmix.mixing import MIXES, half_difference, mean, quarter_sum, trivial_separation
+from unmix.model.mixing import MIXES, half_difference, mean, quarter_sum, trivial_separation
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_trivial_separation_rejects_unknown_mix():
 
 @pytest.mark.parametrize("mix", ["quarter_sum", "mean", "half_difference"])
 def test_coefficients_describe_each_mix(mix):
-    from unmix.mixing import MIX_COEFFICIENTS, MIXES
+    from unmix.model.mixing import MIX_COEFFICIENTS, MIXES
 
     alpha, beta = MIX_COEFFICIENTS[mix]
     a, b = torch.tensor([0.6, -0.2]), torch.tensor([0.2, 1.0])
@@ -111,7 +111,7 @@ def test_coefficients_describe_each_mix(mix):
 
 @pytest.mark.parametrize("mix", ["quarter_sum", "mean", "half_difference"])
 def test_projected_outputs_mix_back_to_the_mixture_to_float_precision(mix):
-    from unmix.mixing import MIXES, mixture_consistent
+    from unmix.model.mixing import MIXES, mixture_consistent
 
     generator = torch.Generator().manual_seed(0)
     out_1, out_2, mixture = (torch.rand(4, 3, 8, 8, generator=generator) * 2 - 1 for _ in range(3))
@@ -120,7 +120,7 @@ def test_projected_outputs_mix_back_to_the_mixture_to_float_precision(mix):
 
 
 def test_projection_by_hand_for_the_mean_and_the_difference():
-    from unmix.mixing import mixture_consistent
+    from unmix.model.mixing import mixture_consistent
 
     # mean: residual r = 0.5 - (0.2 + 0.4) / 2 = 0.2; both outputs move by r / (2 * 0.25) * 0.5 = r
     out_1, out_2 = mixture_consistent(torch.tensor([0.2]), torch.tensor([0.4]), torch.tensor([0.5]), "mean")
@@ -131,7 +131,7 @@ def test_projection_by_hand_for_the_mean_and_the_difference():
 
 
 def test_consistent_outputs_are_left_alone():
-    from unmix.mixing import mixture_consistent
+    from unmix.model.mixing import mixture_consistent
 
     a, b = torch.tensor([0.3, -0.5]), torch.tensor([0.1, 0.9])
     out_1, out_2 = mixture_consistent(a, b, (a + b) / 4, "quarter_sum")

@@ -6,17 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from unmix.models import (
-    ARCHITECTURES,
-    ConsistentSeparator,
-    GlobalContext,
-    SeedAutoencoder,
-    UNetSeparator,
-    build_model,
-    load_checkpoint,
-    model_config,
-    save_checkpoint,
-)
+from unmix.model.model_file import load_model, save_model
+from unmix.model.networks import ARCHITECTURES, build_model, ConsistentSeparator, GlobalContext, model_config, SeedAutoencoder, UNetSeparator
 
 SEED_CONFIG = model_config("seed", 32, 3, False, "mean")
 
@@ -240,7 +231,7 @@ def test_attention_is_in_the_config_only_when_used():
 @pytest.mark.parametrize("mix", ["quarter_sum", "mean", "half_difference"])
 @pytest.mark.parametrize("arch", ["seed", "unet"])
 def test_consistent_outputs_mix_back_to_the_input(arch, mix, mixture):
-    from unmix.mixing import MIXES
+    from unmix.model.mixing import MIXES
 
     torch.manual_seed(0)
     model = build_model(arch, width=8, depth=2, consistency=True, mix=mix).eval()
@@ -256,8 +247,8 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, mixture):
     torch.manual_seed(3)
     original = SeedAutoencoder().eval()
     path = tmp_path / "model.pt"
-    save_checkpoint(original, path, SEED_CONFIG, {"set": "seed", "epochs": 2})
-    loaded, metadata = load_checkpoint(path)
+    save_model(original, path, SEED_CONFIG, {"set": "seed", "epochs": 2})
+    loaded, metadata = load_model(path)
     assert metadata == {"set": "seed", "epochs": 2}
     assert isinstance(loaded, SeedAutoencoder)
     assert not loaded.training
@@ -269,17 +260,17 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, mixture):
 
 
 def test_checkpoint_leaves_no_temporary_files(tmp_path):
-    save_checkpoint(SeedAutoencoder(), tmp_path / "model.pt", SEED_CONFIG, {})
+    save_model(SeedAutoencoder(), tmp_path / "model.pt", SEED_CONFIG, {})
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
 def test_loaded_model_differs_from_a_fresh_one(tmp_path, mixture):
-    # guards against load_checkpoint silently returning an untrained model
+    # guards against load_model silently returning an untrained model
     torch.manual_seed(4)
     original = SeedAutoencoder().eval()
-    save_checkpoint(original, tmp_path / "m.pt", SEED_CONFIG, {})
+    save_model(original, tmp_path / "m.pt", SEED_CONFIG, {})
     torch.manual_seed(5)
-    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    loaded, _ = load_model(tmp_path / "m.pt")
     fresh = SeedAutoencoder().eval()
     with torch.no_grad():
         assert torch.equal(loaded(mixture)[0], original(mixture)[0])
@@ -291,8 +282,8 @@ def test_checkpoint_rebuilds_a_consistent_unet(tmp_path, mixture, attention):
     config = model_config("unet", 8, 2, True, "half_difference", attention=attention)
     torch.manual_seed(6)
     original = build_model(**config).eval()
-    save_checkpoint(original, tmp_path / "u.pt", config, {})
-    loaded, _ = load_checkpoint(tmp_path / "u.pt")
+    save_model(original, tmp_path / "u.pt", config, {})
+    loaded, _ = load_model(tmp_path / "u.pt")
     assert isinstance(loaded, ConsistentSeparator) and loaded.mix == "half_difference"
     with torch.no_grad():
         assert torch.equal(loaded(mixture)[1], original(mixture)[1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unmix.mosaic import reconstruction_mosaic
+from unmix.evaluation.mosaic import reconstruction_mosaic
 
 K, H, W, COLUMNS = 3, 2, 3, 5
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from unmix.portable_math import arctan2, cos, exp, layer_sum, matmul, pixel_sum, sin, sincos
+from unmix.data.portable_math import arctan2, cos, exp, layer_sum, matmul, pixel_sum, sin, sincos
 
 
 def test_sin_and_cos_at_angles_known_by_hand():

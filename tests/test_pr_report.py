@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from unmix.pr_report import MARKER, NO_CHANGES, FigureChange, build_report, find_dvc, main
+from unmix.reports.pull_request import MARKER, NO_CHANGES, FigureChange, build_report, find_dvc, main
 
 DVC_YAML = """\
 stages:
@@ -115,7 +115,7 @@ def test_build_report_lists_paths_without_url() -> None:
 
 def test_module_runs_as_script() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "unmix.pr_report", "--help"], capture_output=True, text=True, check=True,
+        [sys.executable, "-m", "unmix.reports.pull_request", "--help"], capture_output=True, text=True, check=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
     )
     assert "--figures-url" in proc.stdout

@@ -13,7 +13,7 @@ from unmix.progress import (
     is_terminal,
     seconds_left,
 )
-from unmix.training import EpochResult
+from unmix.training.state import EpochResult
 
 
 class FakeClock:

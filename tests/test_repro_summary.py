@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from unmix.repro_summary import changed_files, metric_moves, summary
+from unmix.reports.repro_summary import changed_files, metric_moves, summary
 
 
 def test_changed_files_from_git_porcelain():

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from unmix.checkpoints import load_resume_checkpoint, save_resume_checkpoint
-from unmix.models import build_model
-from unmix.training import to_channels_first, train_separator
+from unmix.training.resume import load_resume_checkpoint, save_resume_checkpoint
+from unmix.model.networks import build_model
+from unmix.model.tensors import to_channels_first
+from unmix.training.loop import train_separator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import BIN, TINY_SET, git, make_tiny_project, run_command, write_params
-from unmix.pr_report import changed_figures
+from unmix.reports.pull_request import changed_figures
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,10 @@ from PIL import Image
 
 from conftest import REPO
 
-from unmix.models import build_model, model_config, save_checkpoint
+from unmix.model.model_file import save_model
+from unmix.model.networks import build_model, model_config
 from unmix.serve.cli import main
-from unmix.serve.inference import separate_pictures
+from unmix.evaluation.inference import separate_pictures
 from unmix.serve.loading import find_project_root, project_tracking_uri
 from unmix.serve.pictures import read_picture
 
@@ -39,7 +40,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for arch, config in (("unet", model_config("unet", 8, 2, True, "mean")),
                          ("seed", model_config("seed", 32, 3, False, "quarter_sum"))):
         model = build_model(**config).eval()
-        save_checkpoint(model, folder / f"{arch}.pt", config, {"set_name": arch})
+        save_model(model, folder / f"{arch}.pt", config, {"set_name": arch})
         made[arch] = (folder / f"{arch}.pt", model)
     return made
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unmix.models import build_model
-from unmix.serve.inference import example_mixture, separate_pictures, size_note, size_plan
-from unmix.training import normalise, separate, to_channels_first, to_uint8_images
+from unmix.model.networks import build_model
+from unmix.evaluation.inference import example_mixture, separate_pictures, size_note, size_plan
+from unmix.evaluation.inference import separate
+from unmix.model.tensors import normalise, to_channels_first, to_uint8_images
 
 
 @pytest.fixture(autouse=True)

@@ -16,33 +16,18 @@ import pytest
 import torch
 import yaml
 
-from unmix.models import build_model, model_config
+from unmix.model.networks import build_model, model_config
 from unmix.tracking.registry import register_run_model
-from unmix.serve.inference import example_mixture, separate_pictures
-from unmix.serve.mlflow_model import separator_config
+from unmix.evaluation.inference import example_mixture, separate_pictures
+from unmix.tracking.logged_model import log_separator
 from unmix.tracking.tracker import _apply as apply_tracking_call
 
 PICKLE_PROTOCOLS = {bytes([0x80, protocol]) for protocol in range(2, 6)}  # PROTO opcode + version
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        model_config("seed", 32, 3, False, "quarter_sum"),
-        model_config("seed", 32, 3, True, "half_difference"),
-        model_config("unet", 8, 2, True, "mean"),
-        model_config("unet", 16, 3, False, "mean"),
-        model_config("unet", 8, 3, True, "mean", attention=True),
-        model_config("unet", 8, 2, False, "mean", top_width=4),
-    ],
-)
-def test_separator_config_reads_back_what_built_the_model(config: dict) -> None:
-    assert separator_config(build_model(**config), config["mix"]) == config
-
-
-def test_separator_config_refuses_a_foreign_module() -> None:
-    with pytest.raises(TypeError, match="not an unmix separator: Linear"):
-        separator_config(torch.nn.Linear(2, 2), "mean")
+def test_a_model_without_its_config_is_refused_before_anything_is_logged() -> None:
+    with pytest.raises(ValueError, match="no model config came with it"):
+        log_separator(torch.nn.Linear(2, 2), None)
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +46,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path
     mlflow.set_tracking_uri(uri)
     experiment_id = mlflow.create_experiment("unmix", artifact_location=(folder / "mlartifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment_id) as run:
-        mlflow.log_param("set.mix", "mean")
-        apply_tracking_call(mlflow, ("model", model, "model"))
+        apply_tracking_call(mlflow, ("model", model, model_config("unet", 8, 2, False, "mean"), "model"))
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("unmix")
     (logged_model,) = client.search_logged_models(experiment_ids=[experiment.experiment_id])
@@ -74,8 +58,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path
 def test_the_artifact_holds_no_pickle(logged: dict) -> None:
     files = [p for p in logged["artifacts"].rglob("*") if p.is_file()]
     names = {p.relative_to(logged["artifacts"]).as_posix() for p in files}
-    assert {"MLmodel", "model_code.py", "artifacts/weights.safetensors", "code/unmix/models.py",
-            "code/unmix/serve/mlflow_model.py", "input_example.json", "requirements.txt"} <= names
+    assert {"MLmodel", "model_code.py", "artifacts/weights.safetensors", "code/unmix/model/networks.py",
+            "code/unmix/tracking/logged_model.py", "input_example.json", "requirements.txt"} <= names
     assert not [n for n in names if n.endswith((".pkl", ".pickle", ".pt", ".pth", ".pyc"))]
     for path in files:
         head = path.read_bytes()[:2]
@@ -84,7 +68,7 @@ def test_the_artifact_holds_no_pickle(logged: dict) -> None:
     flavor = yaml.safe_load((logged["artifacts"] / "MLmodel").read_text())["flavors"]["python_function"]
     assert "python_model" not in flavor  # the key a cloudpickled PythonModel would have
     assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model"
-    assert flavor["config"] == model_config("unet", 8, 2, False, "mean")  # mix from the run's set.mix
+    assert flavor["config"] == model_config("unet", 8, 2, False, "mean")  # as given, not read from the layers
 
 
 def test_weights_are_the_state_dict_in_safetensors(logged: dict) -> None:

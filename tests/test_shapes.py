@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import unmix
-import unmix.shapes
-from unmix.imageset import ImageSet
-from unmix.shapes import SHAPE_CLASSES, generate_shapes
+import unmix.data.shapes
+from unmix.data.imageset import ImageSet
+from unmix.data.shapes import SHAPE_CLASSES, generate_shapes
 
 N_CLASSES = len(SHAPE_CLASSES)
 
@@ -35,7 +35,7 @@ def test_same_seed_gives_byte_identical_images():
 # generator uses no SIMD-dispatched or BLAS kernel). Changing the generator changes it.
 PINNED_DIGEST = "c00840ea1f450fbc1725ddfcdf9b5ff2d8abf55d33801a815e0fc6ec50ee50db"
 _DIGEST_SCRIPT = (
-    "import hashlib; from unmix.shapes import generate_shapes; "
+    "import hashlib; from unmix.data.shapes import generate_shapes; "
     "print(hashlib.sha256(generate_shapes(300, seed=2026).images.tobytes()).hexdigest())"
 )
 
@@ -123,8 +123,8 @@ def test_classes_are_visually_distinct(scenes):
 def test_no_two_classes_share_a_look():
     # Draw every class at one pose, as the coverage of its first colour (texture
     # included): no two may overlap as much as a disc and a slightly larger disc.
-    shapes = unmix.shapes._SHAPES
-    u, v = unmix.shapes._X[None], unmix.shapes._Y[None]
+    shapes = unmix.data.shapes._SHAPES
+    u, v = unmix.data.shapes._X[None], unmix.data.shapes._Y[None]
     r, k = np.full((1, 1, 1), 10, np.float32), np.full((1, 1, 1), 0.5, np.float32)
     looks = []
     for shape in shapes.values():
@@ -172,6 +172,6 @@ def test_colours_cover_the_hue_circle(scenes):
 
 def test_module_does_not_import_torch():
     # The data stages import this module and must start fast, without torch.
-    code = "import sys, unmix.shapes; sys.exit('torch' in sys.modules)"
+    code = "import sys, unmix.data.shapes; sys.exit('torch' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(Path(unmix.__file__).parents[1])}
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0

@@ -1,4 +1,4 @@
-"""Tests for unmix.sources on small CIFAR-10 archives and image trees built in tmp_path."""
+"""Tests for unmix.data.sources on small CIFAR-10 archives and image trees built in tmp_path."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unmix import sources
+from unmix.data import sources
 from unmix.errors import DataError
-from unmix.imageset import ImageSet
-from unmix.sources import load_cifar10, load_image_folder
+from unmix.data.imageset import ImageSet
+from unmix.data.sources import load_cifar10, load_image_folder
 
 CLASS_NAMES = ("airplane", "automobile", "bird")
 
@@ -201,10 +201,10 @@ def test_cifar10_real_torchvision_downloader_failure(tmp_path, monkeypatch):
 def test_cifar10_loading_does_not_import_torch(tmp_path, splits):
     write_cifar10_folder(tmp_path, *splits)
     code = (
-        "import sys; from pathlib import Path; from unmix.sources import load_cifar10; "
+        "import sys; from pathlib import Path; from unmix.data.sources import load_cifar10; "
         f"load_cifar10(Path({str(tmp_path)!r})); assert 'torch' not in sys.modules, 'torch imported'"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(sources.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(sources.__file__).parents[2])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 

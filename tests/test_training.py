@@ -7,21 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from unmix.models import SeedAutoencoder
-from unmix.training import (
-    channels_first_view,
-    EpochResult,
-    validate,
-    epoch_pairs,
-    random_flips,
-    normalise,
-    merge_mirrored,
-    separate,
-    separate_with_flips,
-    to_channels_first,
-    to_uint8_images,
-    train_separator,
-)
+from unmix.model.networks import SeedAutoencoder
+from unmix.evaluation.inference import merge_mirrored, separate, separate_with_flips
+from unmix.model.tensors import channels_first_view, normalise, to_channels_first, to_uint8_images
+from unmix.training.loop import epoch_pairs, random_flips, train_separator, validate
+from unmix.training.state import EpochResult
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -198,13 +188,13 @@ def test_on_epoch_end_called_once_per_epoch_with_result_and_model(images):
 
 
 def test_separate_batches_like_one_pass_and_restores_mode(monkeypatch):
-    import unmix.training as training
+    import unmix.evaluation.inference as inference
 
     torch.manual_seed(0)
     model = SeedAutoencoder().train()
     mixture = torch.rand(5, 3, 32, 32) * 2 - 1
     whole = separate(model, mixture)
-    monkeypatch.setattr(training, "INFERENCE_BATCH", 2)  # 5 pairs -> batches of 2, 2, 1
+    monkeypatch.setattr(inference, "INFERENCE_BATCH", 2)  # 5 pairs -> batches of 2, 2, 1
     batched = separate(model, mixture)
     assert model.training
     for x, y in zip(whole, batched):
@@ -263,9 +253,10 @@ def test_onecycle_schedule_anneals_the_learning_rate(images):
 
 
 def test_validation_psnr_is_the_best_assignment_psnr_of_pair_metrics(images):
-    from unmix.metrics import pair_metrics, to_pixel_range
-    from unmix.mixing import MIXES
-    from unmix.training import normalise, separate
+    from unmix.evaluation.metrics import pair_metrics, to_pixel_range
+    from unmix.model.mixing import MIXES
+    from unmix.evaluation.inference import separate
+    from unmix.model.tensors import normalise
 
     model, _ = run(images, epochs=1)
     _, psnr = validate(model, images["valid_a"], images["valid_b"], mix="quarter_sum", loss="fixed")

@@ -12,16 +12,16 @@ from typing import Any
 
 import yaml
 
-from unmix.errors import ConfigError
+from unmix.errors import ConfigError, first_line
+from unmix.names import MIX_NAMES
 
 SOURCES = ("shapes", "cifar10", "imagefolder")
 ARCHS = ("seed", "unet")
-MIXES = ("quarter_sum", "mean", "half_difference")
 LOSSES = ("fixed", "pit")
 SCHEDULES = ("constant", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
-ATTENTION_HEADS = 4  # of models.GlobalContext
+ATTENTION_HEADS = 4  # of unmix.model.networks.GlobalContext
 
 
 def _choice(options: tuple[str, ...]) -> dict[str, Any]:
@@ -93,7 +93,7 @@ class SetConfig:
     depth: int = field(default=3, metadata=_between(1, 4))  # unet: stride-2 steps (32 → 32 / 2^depth)
     attention: bool = False  # unet: self-attention over the coarsest (4×4 at depth 3) features
     consistency: bool = False  # project outputs so they mix back to the input exactly
-    mix: str = field(default="quarter_sum", metadata=_choice(MIXES))
+    mix: str = field(default="quarter_sum", metadata=_choice(MIX_NAMES))
     loss: str = field(default="fixed", metadata=_choice(LOSSES))
     epochs: int = field(default=10, metadata=_at_least(1))
     batch_size: int = field(default=192, metadata=_at_least(2))  # images per step, two per pair
@@ -143,7 +143,7 @@ def load_config(path: Path | str = "params.yaml") -> Config:
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}); expected a YAML file") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({_first_line(error)})") from None
+        raise ConfigError(f"{path}: not valid YAML ({first_line(error)})") from None
     return parse_config(raw, source=str(path))
 
 
@@ -289,8 +289,4 @@ def _yaml_float(value: Any) -> Any:
         except ValueError:
             return value
     return value
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 

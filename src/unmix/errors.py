@@ -37,9 +37,15 @@ def reading(path: Path | str, written_by: str) -> Iterator[None]:
     except FileNotFoundError:
         raise DataError(f"{path}: missing; expected the {written_by} stage's output (dvc repro writes it)") from None
     except Exception as error:  # noqa: BLE001 - see above
-        text = str(error).strip()
-        reason = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+        reason = f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
         raise DataError(
             f"{path}: unreadable ({reason}); expected the {written_by} stage's output: `dvc repro` "
             "writes it again"
         ) from None
+
+
+def first_line(error: BaseException, message: object = None) -> str:
+    """The first line of `message` (by default the error's own text), or the error's type name
+    when that is empty: how a failure reads in one line."""
+    text = str(message or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,5 +1,5 @@
-"""Using a trained separator: the pickle-free MLflow model, `unmix separate` and `unmix mix`.
+"""Using a trained separator: `unmix separate` and `unmix mix` (the MLflow model they can load
+is unmix.tracking.logged_model).
 
-Kept free of imports: the MLflow model ships this package as code, and `unmix --help`
-should not wait for torch.
+Kept free of imports: `unmix --help` should not wait for torch.
 """

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from unmix.errors import UnmixError
+from unmix.names import MIX_NAMES  # unmix.model.mixing.MIXES's names, without importing torch
 
 DEFAULT_MODEL = "models:/unmix-best@champion"
-MIX_CHOICES = ("quarter_sum", "mean", "half_difference")  # unmix.mixing.MIXES, without importing torch
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
                      help="instead of A and B: test pair N of the project's subset (never used in training); "
                           "its two pictures are written beside the mixture as <name>_a.png and <name>_b.png")
     mix.add_argument("--data", type=Path, help="the subset folder for --test-pair (default: <project>/data/subset)")
-    mix.add_argument("--mix", choices=MIX_CHOICES, default="mean", help="mixing rule (default: mean, as `best`)")
+    mix.add_argument("--mix", choices=MIX_NAMES, default="mean", help="mixing rule (default: mean, as `best`)")
     mix.add_argument("-o", "--out", type=Path, required=True, help="the mixture to write (.png, .jpg)")
     return root
 

@@ -25,7 +25,7 @@ def separate_files(
 
     Every picture is read, and the output names checked, before the model loads.
     """
-    from unmix.serve.inference import size_note
+    from unmix.evaluation.inference import size_note
     from unmix.serve.loading import load_separator
 
     stems: dict[str, Path] = {}
@@ -59,8 +59,8 @@ def separate_files(
 
 def mix_pictures(a: np.ndarray, b: np.ndarray, mix: str) -> np.ndarray:
     """uint8 (H, W, 3) pictures mixed with a training mix rule, exactly as the models saw mixtures."""
-    from unmix.mixing import MIXES
-    from unmix.training import normalise, to_channels_first, to_uint8_images
+    from unmix.model.mixing import MIXES
+    from unmix.model.tensors import normalise, to_channels_first, to_uint8_images
 
     if mix not in MIXES:
         raise PictureError(f"--mix {mix}: expected one of {', '.join(MIXES)}")

@@ -12,7 +12,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from unmix.errors import UnmixError
+from unmix.errors import UnmixError, first_line
 
 MODEL_URI_SCHEMES = ("models:/", "runs:/")
 PROJECT_MARKER = "dvc.yaml"  # the repository root holds it, as DVC itself finds the root
@@ -84,8 +84,8 @@ def load_checkpoint_file(path: Path) -> Separator:
         raise ModelError(f"--model {path}: not an unmix checkpoint (not a PyTorch file)")
     import torch
 
-    from unmix.models import build_model
-    from unmix.serve.inference import separate_pictures
+    from unmix.model.networks import build_model
+    from unmix.evaluation.inference import separate_pictures
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -93,7 +93,7 @@ def load_checkpoint_file(path: Path) -> Separator:
         model = build_model(**config)
         model.load_state_dict(checkpoint["state_dict"])
     except Exception as error:  # noqa: BLE001 - whatever the file is, it is not one of ours
-        raise ModelError(f"--model {path}: not an unmix checkpoint ({_one_line(error)})") from None
+        raise ModelError(f"--model {path}: not an unmix checkpoint ({first_line(error, getattr(error, 'message', None))})") from None
     model.eval()
     arch, depth = config["arch"], config["depth"]
     return Separator(lambda pictures: separate_pictures(model, pictures, arch, depth), arch, depth,
@@ -114,7 +114,7 @@ def load_registered(uri: str, tracking_uri: str) -> Separator:
             warnings.simplefilter("ignore")
             model = mlflow.pyfunc.load_model(uri)
     except MlflowException as error:
-        raise ModelError(f"--model {uri}: {_one_line(error)} (MLflow store {tracking_uri})") from None
+        raise ModelError(f"--model {uri}: {first_line(error, getattr(error, 'message', None))} (MLflow store {tracking_uri})") from None
     try:
         config = model.unwrap_python_model().config
     except (AttributeError, MlflowException):
@@ -125,8 +125,3 @@ def load_registered(uri: str, tracking_uri: str) -> Separator:
         return outputs["output_1"], outputs["output_2"]
 
     return Separator(separate, config["arch"], config["depth"], config.get("mix"), f"{uri} ({tracking_uri})")
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(getattr(error, "message", None) or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

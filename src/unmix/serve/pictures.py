@@ -9,7 +9,7 @@ import numpy as np
 
 from unmix.atomic import atomic_path
 from unmix.errors import UnmixError
-from unmix.mosaic import reconstruction_mosaic
+from unmix.evaluation.mosaic import reconstruction_mosaic
 
 READABLE = ("PNG", "JPEG")
 WRITABLE = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}

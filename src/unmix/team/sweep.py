@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from unmix.errors import UnmixError
-from unmix.pr_report import find_dvc
+from unmix.names import SET_TAG
+from unmix.reports.pull_request import find_dvc
 
 EXP_NAME_TAG = "dvc.exp_name"
 SUMMARY_METRICS = ("test/best/psnr", "test/best/ssim", "test/best/seed_l1")
@@ -96,7 +97,7 @@ def find_runs(tracking_uri: str, name: str) -> list[RunSummary]:
     if not experiment_ids:
         return []
     runs = client.search_runs(experiment_ids, filter_string=f"tags.`{EXP_NAME_TAG}` = '{name}'")
-    return [RunSummary(set_name=run.data.tags.get("unmix.set", run.info.run_name), run_id=run.info.run_id,
+    return [RunSummary(set_name=run.data.tags.get(SET_TAG, run.info.run_name), run_id=run.info.run_id,
                        experiment_id=run.info.experiment_id, status=run.info.status, metrics=run.data.metrics)
             for run in runs]
 

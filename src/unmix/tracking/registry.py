@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from unmix.errors import UnmixError
+from unmix.errors import UnmixError, first_line
+from unmix.names import MODEL_TYPE, SET_TAG
 
 CHAMPION = "champion"
 RANK_METRIC = "test/best/psnr"  # dB, higher is better
 DIGEST_TAG = "unmix.data_digest"
 COMMIT_TAG = "git_commit"
-SET_TAG = "unmix.set"
-MODEL_TYPE = "unmix-separator"  # what unmix.serve.mlflow_model logs: the only models registered
 # Each round re-reads every version after setting the alias; two evaluations racing settle
 # within a round or two, so this bound is only a guard against a store that never agrees.
 SETTLE_ROUNDS = 10
@@ -203,9 +202,9 @@ def register_evaluation(
 
     import mlflow
 
-    from unmix.evaluation import flatten_metrics
+    from unmix.evaluation.scoring import flatten_metrics
     from unmix.paths import project_root
-    from unmix.subset import load_subset_meta
+    from unmix.data.subset import load_subset_meta
     from unmix.tracking.tracker import git_commit, resolve_tracking_uri
 
     from mlflow.exceptions import MlflowException
@@ -223,8 +222,7 @@ def register_evaluation(
         print(f"warning: nothing registered: {error}", file=sys.stderr)
         return None
     except MlflowException as error:
-        text = str(error.message).strip().splitlines()
-        raise RegistryError(f"Model Registry at {uri}: {text[0] if text else type(error).__name__}") from None
+        raise RegistryError(f"Model Registry at {uri}: {first_line(error, error.message)}") from None
     what = "registered as" if registration.created else "already registered as"
     print(f"evaluate@{set_name}: {what} {registration.name} version {registration.version}; "
           f"{CHAMPION}: version {registration.champion}")

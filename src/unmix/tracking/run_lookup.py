@@ -13,7 +13,8 @@ import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
-SET_TAG = "unmix.set"
+from unmix.names import SET_TAG
+
 MODEL_TAG = "unmix.model_digest"
 
 

@@ -32,7 +32,7 @@ class Spool:
 
     Calls are the worker's tuples: ("metrics", {key: value}, step, timestamp_ms),
     ("image", uint8 array, key, step), ("artifact", path, artifact_path),
-    ("model", module, name), ("tags", {key: value}), ("end", status).
+    ("model", module, model_config, name), ("tags", {key: value}), ("end", status).
     """
 
     def __init__(self, path: Path, header: dict) -> None:
@@ -90,12 +90,14 @@ class Spool:
             shutil.copy2(source, folder / Path(source).name)
             return {"call": kind, "file": f"{folder.name}/{Path(source).name}", "artifact_path": artifact_path}
         if kind == "model":
-            import torch
+            from safetensors.torch import save_model
 
-            model, name = args
-            file = self._blob(f"model-{index:05d}.pt")
-            torch.save(model, file)
-            return {"call": kind, "file": file.name, "name": name}
+            # The weights as safetensors and the config that rebuilds the network: reading a
+            # spool back never unpickles anything (a pickle can run any code).
+            model, config, name = args
+            file = self._blob(f"model-{index:05d}.safetensors")
+            save_model(model, str(file))
+            return {"call": kind, "file": file.name, "config": config, "name": name}
         if kind == "tags":
             return {"call": kind, "tags": dict(args[0])}
         if kind == "end":
@@ -142,14 +144,28 @@ def _call(record: dict, blobs: Path) -> tuple:
     if kind == "artifact":
         return ("artifact", str(blobs / record["file"]), record["artifact_path"])
     if kind == "model":
-        import torch
-
-        return ("model", torch.load(blobs / record["file"], weights_only=False), record["name"])
+        return ("model", _model(record, blobs), record.get("config"), record["name"])
     if kind == "tags":
         return ("tags", record["tags"])
     if kind == "end":
         return ("end", record["status"])
     raise ValueError(f"unknown tracking call {kind!r}")
+
+
+def _model(record: dict, blobs: Path):
+    """The spooled network, rebuilt from its config and loaded with its safetensors weights."""
+    from safetensors.torch import load_model
+
+    from unmix.model.networks import build_model
+    from unmix.tracking.logged_model import build_arguments
+
+    file = blobs / record["file"]
+    if file.suffix != ".safetensors" or not record.get("config"):
+        raise SpoolError(f"{file}: a model spooled by an older unmix (a pickle, or no model config); "
+                         "not read, since unpickling can run code: deliver it with that version or delete the spool")
+    model = build_model(**build_arguments(record["config"]))
+    load_model(model, str(file))
+    return model
 
 
 def spool_files(directory: Path) -> list[Path]:

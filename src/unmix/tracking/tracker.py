@@ -21,8 +21,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from unmix.config import DataConfig, SetConfig
-from unmix.tracking.delivery import DELIVER_EVERY_S, Courier
-from unmix.errors import UnmixError
+from unmix.tracking.courier import DELIVER_EVERY_S, Courier
+from unmix.errors import UnmixError, first_line
+from unmix.names import SET_TAG
 from unmix.paths import project_root
 from unmix.tracking.spool import SPOOL_DIR_NAME, Spool, describe, note_delivered, read_spool, remove_spool
 from unmix.tracking.store import check_store, open_experiment
@@ -76,7 +77,7 @@ def run_params(set_config: SetConfig, data: DataConfig) -> dict[str, Any]:
 def run_tags(set_name: str, data: DataConfig, subset_meta: dict, root: Path) -> dict[str, str]:
     """Tags that find a run again: set, commit, data source and digest, DVC experiment."""
     tags = {
-        "unmix.set": set_name,
+        SET_TAG: set_name,
         "unmix.data_source": data.source,
         "unmix.data_digest": subset_meta["digest"],
     }
@@ -94,7 +95,7 @@ class RunTracker:
     The worker imports mlflow (and torch, for the model) and opens the store and the run
     while the caller imports torch and loads data: on two cores that start-up costs the
     training little, where a thread would contend for the GIL the whole time. Calls are
-    queued and reach the store in batches within seconds (unmix.tracking.delivery); a store that
+    queued and reach the store in batches within seconds (unmix.tracking.courier); a store that
     goes away mid-run costs no training: calls wait in a spool on disk and are retried.
     `wait_open` says, before any training, whether the store can be reached at all;
     `finish` waits for everything queued and ends the run with a status. Used as a
@@ -175,12 +176,13 @@ class RunTracker:
         """Queue a file to attach to the run."""
         self._put(("artifact", str(path), artifact_path))
 
-    def log_model(self, model: Any, name: str = "model") -> None:
-        """Queue a copy of the PyTorch model, to be logged as an MLflow model."""
+    def log_model(self, model: Any, config: dict, name: str = "model") -> None:
+        """Queue a copy of the PyTorch model, to be logged as an MLflow model with `config`, the
+        `model_config` that built it (unmix.model.networks.set_model_config)."""
         # A copy: the queue's feeder thread pickles what is put, and torch's reducers move a
         # tensor's storage into shared memory as they do, while this thread may be saving
         # the same weights (seen: torch.save failing with "Bad address" mid-write).
-        self._put(("model", copy.deepcopy(model), name))
+        self._put(("model", copy.deepcopy(model), config, name))
 
     def _put(self, call: tuple) -> None:
         if self._worker.is_alive():
@@ -251,13 +253,13 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
         mlflow.set_tracking_uri(opening["uri"])
         run_id = _open_run(mlflow, opening)
     except Exception as caught:  # noqa: BLE001 - reported to the caller by wait_open()/finish()
-        error = _one_line(caught)
+        error = first_line(caught)
     replies.put(("opened", run_id, error))
     if error is None and opening["logs_model"]:
         try:
-            import unmix.serve.mlflow_model  # noqa: F401 - imported now, while training runs, not at the end
+            import unmix.tracking.logged_model  # noqa: F401 - imported now, while training runs, not at the end
         except Exception as caught:  # noqa: BLE001
-            error = _one_line(caught)
+            error = first_line(caught)
         _skip_requirement_check()
     # Not niced. Niced, it waited behind every other training on the machine: with two
     # pipelines on one store, stages waited up to 54 s for their worker after their own
@@ -364,10 +366,10 @@ def _apply(mlflow: Any, call: tuple) -> None:
         path, artifact_path = args
         mlflow.log_artifact(path, artifact_path=artifact_path)
     elif kind == "model":
-        from unmix.serve.mlflow_model import log_separator
+        from unmix.tracking.logged_model import log_separator
 
-        model, name = args
-        log_separator(model, name)  # pickle-free: safetensors weights + the code that rebuilds them
+        model, config, name = args
+        log_separator(model, config, name)  # pickle-free: safetensors weights + the code that rebuilds them
     elif kind == "end":
         (status,) = args
         mlflow.end_run(status=status)
@@ -457,7 +459,7 @@ def deliver_spool(path: Path, uri: str | None = None) -> tuple[str, str, list[tu
     run and the calls delivered; deletes the spool when all are in. A failure keeps the
     rest in the spool, marks how far it got, and is a TrackingError.
     """
-    from unmix.tracking.delivery import next_batch
+    from unmix.tracking.courier import next_batch
 
     header, already, calls = read_spool(path)
     uri, run_id = uri or header["uri"], header["run_id"]
@@ -480,7 +482,7 @@ def deliver_spool(path: Path, uri: str | None = None) -> tuple[str, str, list[tu
         if delivered:
             note_delivered(path, already + delivered)
         raise TrackingError(f"MLflow store {uri} did not take run {run_id}'s calls from {path}: "
-                            f"{_one_line(error)}") from None
+                            f"{first_line(error)}") from None
     remove_spool(path)
     return uri, run_id, calls
 
@@ -510,8 +512,3 @@ def open_tracker(
     uri = resolve_tracking_uri(configured_uri, os.environ, root)
     check_store(uri, "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "tracking.uri")
     return RunTracker(uri=uri, experiment=experiment, run_name=run_name, **run)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

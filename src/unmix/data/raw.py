@@ -10,7 +10,7 @@ import numpy as np
 from unmix.atomic import write_text_atomically
 from unmix.config import DataConfig
 from unmix.paths import resolve_data_path
-from unmix.imageset import ImageSet, load_image_set, save_image_set
+from unmix.data.imageset import ImageSet, load_image_set, save_image_set
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -25,18 +25,18 @@ def acquire_images(data: DataConfig, root: Path) -> tuple[ImageSet, ImageSet | N
     which run in temporary copies, read the same folder.
     """
     if data.source == "shapes":
-        from unmix.shapes import generate_shapes
+        from unmix.data.shapes import generate_shapes
 
         return (
             generate_shapes(data.shapes_train, split_seed(data.seed, "train")),
             generate_shapes(data.shapes_test, split_seed(data.seed, "test")),
         )
     if data.source == "cifar10":
-        from unmix.sources import load_cifar10
+        from unmix.data.sources import load_cifar10
 
         return load_cifar10(resolve_data_path(data.path, root))
     if data.source == "imagefolder":
-        from unmix.sources import load_image_folder
+        from unmix.data.sources import load_image_folder
 
         return load_image_folder(resolve_data_path(data.path, root))
     raise ValueError(f"unknown data.source {data.source!r}")  # config validation rules this out

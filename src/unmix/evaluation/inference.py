@@ -1,15 +1,29 @@
-"""Separate uint8 pictures of any size: the one path `unmix separate` and the MLflow model share."""
+"""Running a trained separator: batched inference on mixtures, the test-time flip average, and
+pictures of any size (`separate_pictures`: the one path `unmix separate` and the MLflow model share)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unmix.training import normalise, separate, to_channels_first, to_uint8_images
+from unmix.model.devices import autocast, memory_format, model_device
+from unmix.model.mixing import MIXES
+from unmix.model.tensors import normalise, to_channels_first, to_uint8_images
+
+if TYPE_CHECKING:  # annotations only
+    from unmix.data.subset import PairSet
+
+Tensor = torch.Tensor
+
+# Validation and inference batch (pairs); forward-only, so larger than a training batch.
+INFERENCE_BATCH = 512
+
 
 # What every separator learned: 32×32 pictures. The seed architecture takes nothing else
 # (its decoders end in a fixed 32×32 upsampling).
@@ -76,3 +90,50 @@ def example_mixture(size: int = TRAINED_SIZE) -> np.ndarray:
     a = np.stack([ramp[None, :].repeat(size, 0), ramp[:, None].repeat(size, 1), np.full((size, size), 64.0)], -1)
     b = np.stack([np.full((size, size), 200.0), ramp[::-1, None].repeat(size, 1), ramp[None, ::-1].repeat(size, 0)], -1)
     return ((a + b) / 2).round().astype(np.uint8)[None]
+
+
+@torch.inference_mode()
+def separate(model: nn.Module, mixture: Tensor) -> tuple[Tensor, Tensor]:
+    """Both float32 outputs of `model` (eval mode) for float mixtures, on the mixture's device.
+
+    Batches go to the model's device and run there in inference-sized batches.
+    """
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    firsts, seconds = [], []
+    for start in range(0, len(mixture), INFERENCE_BATCH):
+        batch = mixture[start : start + INFERENCE_BATCH].to(device).contiguous(memory_format=memory_format(device))
+        with autocast(device):
+            out_1, out_2 = model(batch)
+        firsts.append(out_1.float().to(mixture.device))
+        seconds.append(out_2.float().to(mixture.device))
+    model.train(was_training)
+    return torch.cat(firsts), torch.cat(seconds)
+
+
+def merge_mirrored(out_1: Tensor, out_2: Tensor, mirrored_1: Tensor, mirrored_2: Tensor) -> tuple[Tensor, Tensor]:
+    """Average two separations of one mixture: (out_1, out_2) and, mirrored back, those of its
+    mirror image. Which mirrored output goes with which is decided per pair by the smaller
+    L1 distance: a symmetric mix gives no reason for the two passes to order them alike."""
+    kept = (out_1 - mirrored_1).abs().flatten(1).mean(1) + (out_2 - mirrored_2).abs().flatten(1).mean(1)
+    crossed = (out_1 - mirrored_2).abs().flatten(1).mean(1) + (out_2 - mirrored_1).abs().flatten(1).mean(1)
+    swap = (crossed < kept)[:, None, None, None]
+    partner_1 = torch.where(swap, mirrored_2, mirrored_1)
+    partner_2 = torch.where(swap, mirrored_1, mirrored_2)
+    return (out_1 + partner_1) / 2, (out_2 + partner_2) / 2
+
+
+def separate_with_flips(model: nn.Module, mixture: Tensor, flips: bool) -> tuple[Tensor, Tensor]:
+    """`separate`, or with `flips` the test-time average of the mixture's and its mirror's
+    separations (`merge_mirrored`): twice the inference for a better estimate."""
+    out_1, out_2 = separate(model, mixture)
+    if not flips:
+        return out_1, out_2
+    mirrored_1, mirrored_2 = separate(model, mixture.flip(-1))
+    return merge_mirrored(out_1, out_2, mirrored_1.flip(-1), mirrored_2.flip(-1))
+
+
+def pair_mixture(pairs: PairSet, mix: str) -> torch.Tensor:
+    """The float (P, 3, 32, 32) mixtures the network sees for fixed uint8 pairs."""
+    return MIXES[mix](normalise(to_channels_first(pairs.a)), normalise(to_channels_first(pairs.b)))

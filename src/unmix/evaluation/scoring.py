@@ -1,17 +1,25 @@
-"""Judge a separator on fixed pairs, beside the trivial "output the mixture" separator."""
+"""Judge a separator on fixed pairs, beside the trivial "output the mixture" separator; a set's
+evaluate step, its metrics added to its MLflow run."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from unmix.metrics import assignment_swapped, best_seed_l1, pair_metrics, seed_l1, to_pixel_range
-from unmix.mixing import MIXES, trivial_separation
+from unmix.evaluation.inference import separate_with_flips
+from unmix.evaluation.metrics import assignment_swapped, best_seed_l1, pair_metrics, seed_l1, to_pixel_range
+from unmix.model.devices import place_model, resolve_device
+from unmix.model.mixing import MIXES, trivial_separation
+from unmix.model.tensors import normalise, to_uint8_images
 from unmix.progress import StepProgress
-from unmix.training import normalise, separate_with_flips, to_uint8_images
+
+if TYPE_CHECKING:  # annotations only
+    from unmix.config import SetConfig
+    from unmix.data.subset import Subsets
 
 Tensor = torch.Tensor
 
@@ -99,3 +107,13 @@ def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
         else:
             flat[name] = float(value)
     return flat
+
+
+def evaluate_set(
+    model: nn.Module, set_config: SetConfig, subsets: Subsets, tracker: Any, device: torch.device | None = None
+) -> Evaluation:
+    """Score the model on the fixed test pairs, on the set's device, and add the metrics to its run."""
+    place_model(model, device or resolve_device(set_config.device))
+    evaluation = evaluate_separator(model, subsets.test.a, subsets.test.b, set_config.mix, set_config.test_flips)
+    tracker.log_metrics({k: v for k, v in flatten_metrics(evaluation.metrics).items() if not k.endswith("n_pairs")})
+    return evaluation

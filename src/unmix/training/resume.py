@@ -25,7 +25,8 @@ from typing import Any, Iterator
 
 from unmix.atomic import atomic_path
 from unmix.config import SetConfig
-from unmix.faults import kill_point
+from unmix.errors import first_line
+from unmix.training.faults import kill_point
 
 FOLDER_NAME = "checkpoints"
 FORMAT = 1  # bump when the stored state changes shape: an old file then starts afresh
@@ -132,7 +133,7 @@ def load_resume_checkpoint(path: Path, digest: str) -> dict | None:
             if key not in state:
                 raise ValueError(f"no {key!r} in it")
     except Exception as error:  # noqa: BLE001 - any unreadable checkpoint means starting afresh
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        detail = first_line(error)
         print(f"warning: {path}: unusable resume checkpoint ({detail}); training from the start", file=sys.stderr)
         return None
     return state
@@ -173,16 +174,16 @@ class ResumeCheckpoint:
     def digest(self) -> str:
         import torch
 
-        from unmix.devices import resolve_device
+        from unmix.model.devices import resolve_device
         from unmix.errors import ConfigError
-        from unmix.models import model_config
+        from unmix.model.networks import set_model_config
 
         c = self.set_config
         try:
             device = resolve_device(c.device).type
         except ConfigError:  # cuda without a GPU: the stage says so before any training
             device = c.device
-        return resume_digest(c, self.data_digest, model_config(c.arch, c.width, c.depth, c.consistency, c.mix, c.attention, c.top_width),
+        return resume_digest(c, self.data_digest, set_model_config(c),
                              torch.__version__, torch.get_num_threads(), device, self.processes)
 
     @property

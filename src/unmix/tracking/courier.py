@@ -13,6 +13,7 @@ import collections
 import time
 from typing import Callable
 
+from unmix.errors import first_line
 from unmix.tracking.spool import Spool
 
 # A batch waits at most this long after the previous send: with the send itself, each
@@ -115,7 +116,7 @@ class Courier:
 
     def _failed(self, error: Exception) -> None:
         self.failures += 1
-        self.last_error = _one_line(error)
+        self.last_error = first_line(error)
         if self.failures == 1:
             self._on_outage(self.last_error)
         if not self._spooled:
@@ -128,8 +129,3 @@ class Courier:
     def _write_to_spool(self, call: tuple) -> None:
         self.spool.append(call)
         self._spooled += 1
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

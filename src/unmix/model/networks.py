@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unmix.config import ATTENTION_HEADS
-from unmix.mixing import mixture_consistent
+from unmix.config import ATTENTION_HEADS, SetConfig
+from unmix.model.mixing import mixture_consistent
 
 Tensor = torch.Tensor
 
@@ -170,27 +170,8 @@ def model_config(arch: str, width: int, depth: int, consistency: bool, mix: str,
     return config
 
 
-def save_checkpoint(model: nn.Module, path, config: dict, metadata: dict) -> None:
-    """Weights plus the `model_config` that rebuilds them and where they came from, atomically.
-
-    The same weights and metadata give the same bytes: a DVC output must not change when
-    nothing did. Hence a file object, since torch names the archive inside after a path it is
-    given (here the temporary one), and no run id or time in `metadata`.
-    """
-    from unmix.atomic import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "wb") as file:
-        torch.save({"model_config": config, "state_dict": model.state_dict(), "metadata": metadata}, file)
-
-
-def load_checkpoint(path) -> tuple[nn.Module, dict]:
-    """The model (eval mode) and metadata saved by `save_checkpoint`; a damaged file is one line."""
-    from unmix.errors import reading
-
-    with reading(path, "train"):
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(**checkpoint["model_config"])
-        model.load_state_dict(checkpoint["state_dict"])
-        metadata = checkpoint["metadata"]
-    model.eval()
-    return model, metadata
+def set_model_config(set_config: SetConfig) -> dict:
+    """What rebuilds this set's model, written here alone: stored in its model file beside the
+    weights, logged with its MLflow model, and part of its resume checkpoints' digest."""
+    return model_config(set_config.arch, set_config.width, set_config.depth, set_config.consistency, set_config.mix,
+                        set_config.attention, set_config.top_width)

@@ -1,4 +1,4 @@
-"""One parameter set's train and evaluate steps, wired to its MLflow run."""
+"""One parameter set's training, wired to its MLflow run (its evaluation: unmix.evaluation.scoring)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,19 @@ import torch
 from torch import nn
 
 from unmix.config import SetConfig
-from unmix.devices import place_model, resolve_device
-from unmix.distributed import SINGLE, Ranks
-from unmix.evaluation import Evaluation, evaluate_separator, flatten_metrics
-from unmix.mixing import MIXES
-from unmix.models import build_model, model_config
-from unmix.mosaic import reconstruction_mosaic
+from unmix.data.subset import PairSet, Subsets
+from unmix.evaluation.inference import pair_mixture, separate
+from unmix.evaluation.mosaic import reconstruction_mosaic
+from unmix.model.devices import resolve_device
+from unmix.model.networks import build_model, set_model_config
+from unmix.model.tensors import channels_first_view, to_channels_first, to_uint8_images
 from unmix.progress import EpochProgress
-from unmix.subset import PairSet, Subsets
-from unmix.training import EpochResult, channels_first_view, normalise, separate, to_channels_first, to_uint8_images, train_separator
+from unmix.training.distributed import SINGLE, Ranks
+from unmix.training.loop import train_separator
+from unmix.training.state import EpochResult
 
 # Pairs shown in the reconstruction images logged to MLflow during training.
 LOGGED_PAIRS = 8
-
-
-def pair_mixture(pairs: PairSet, mix: str) -> torch.Tensor:
-    """The float (P, 3, 32, 32) mixtures the network sees for fixed uint8 pairs."""
-    return MIXES[mix](normalise(to_channels_first(pairs.a)), normalise(to_channels_first(pairs.b)))
 
 
 def separate_pairs(model: nn.Module, pairs: PairSet, mix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -40,12 +36,6 @@ def pair_mosaic(model: nn.Module, pairs: PairSet, mix: str) -> np.ndarray:
     """Rows of mixture, truth a, truth b, output 1, output 2, as one uint8 image."""
     mixture, out_1, out_2 = separate_pairs(model, pairs, mix)
     return reconstruction_mosaic([mixture, pairs.a, pairs.b, out_1, out_2])
-
-
-def set_model_config(set_config: SetConfig) -> dict:
-    """What rebuilds this set's model: stored in its checkpoint."""
-    return model_config(set_config.arch, set_config.width, set_config.depth, set_config.consistency, set_config.mix,
-                        set_config.attention, set_config.top_width)
 
 
 def fit_set(
@@ -160,15 +150,7 @@ def train_set(
                                  checkpoint_every=checkpoint_every, ranks=ranks)
     model.to("cpu", memory_format=torch.contiguous_format)
     if ranks.is_main:
-        tracker.log_model(model)
+        tracker.log_model(model, set_model_config(set_config))
     return model, history
 
 
-def evaluate_set(
-    model: nn.Module, set_config: SetConfig, subsets: Subsets, tracker: Any, device: torch.device | None = None
-) -> Evaluation:
-    """Score the model on the fixed test pairs, on the set's device, and add the metrics to its run."""
-    place_model(model, device or resolve_device(set_config.device))
-    evaluation = evaluate_separator(model, subsets.test.a, subsets.test.b, set_config.mix, set_config.test_flips)
-    tracker.log_metrics({k: v for k, v in flatten_metrics(evaluation.metrics).items() if not k.endswith("n_pairs")})
-    return evaluation

@@ -1,6 +1,6 @@
 """What `make repro` changed against the committed record, in a few lines.
 
-    python -m unmix.repro_summary
+    python -m unmix.reports.repro_summary
 
 A newcomer who runs `make repro` and then `git status` should not meet a list of changed
 files with no word of why. This prints either that every committed output came out

@@ -4,7 +4,7 @@ The logged model holds the weights as safetensors, `model_code.py` (which names 
 `SeparatorModel` class below), the `unmix` package as it was at training time, and the
 `model_config` that rebuilds the network (arch, width, depth, consistency, mix) in the
 MLmodel file, with a signature and an input example. Loading reads the config, builds the
-network with `unmix.models.build_model` and loads the state dict: nothing is unpickled.
+network with `unmix.model.networks.build_model` and loads the state dict: nothing is unpickled.
 
 Why models-from-code rather than a pickled PythonModel or `mlflow.pytorch`: both of those
 store a cloudpickle of Python objects, which MLflow 3 refuses to load by default, which runs
@@ -25,7 +25,7 @@ import mlflow
 import numpy as np
 from torch import nn
 
-from unmix.tracking.registry import MODEL_TYPE  # the logged model's type: what the registry accepts
+from unmix.names import MODEL_TYPE  # the logged model's type: what the registry accepts
 
 WEIGHTS = "weights"  # the artifact key of the safetensors state dict
 MODEL_CODE = Path(__file__).with_name("model_code.py")
@@ -44,7 +44,7 @@ class SeparatorModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         from safetensors.torch import load_file
 
-        from unmix.models import build_model
+        from unmix.model.networks import build_model
 
         self.config = dict(context.model_config)
         model = build_model(**build_arguments(self.config))
@@ -53,31 +53,10 @@ class SeparatorModel(mlflow.pyfunc.PythonModel):
 
     # No type hints: MLflow would read them as a schema of its own, beside the signature.
     def predict(self, context, model_input, params=None):
-        from unmix.serve.inference import separate_pictures
+        from unmix.evaluation.inference import separate_pictures
 
         out_1, out_2 = separate_pictures(self.model, np.asarray(model_input), self.config["arch"], self.config["depth"])
         return {"output_1": out_1, "output_2": out_2}
-
-
-def separator_config(model: nn.Module, mix: str | None) -> dict:
-    """The `model_config` that rebuilds `model`, read from its structure.
-
-    `mix` is the mixing rule it was trained on (a ConsistentSeparator knows its own); it
-    tells a user how to make a mixture for it.
-    """
-    from unmix.models import ConsistentSeparator, SeedAutoencoder, UNetSeparator, model_config
-
-    consistency = isinstance(model, ConsistentSeparator)
-    if consistency:
-        mix, model = model.mix, model.separator
-    if isinstance(model, UNetSeparator):
-        top_width = model.stem[0][0].out_channels  # stem = conv block of two conv-bn-relu
-        width = model.down[0][0][0].out_channels // 2  # the first scale down has twice `width`
-        return model_config("unet", width, len(model.down), consistency, mix, attention=model.context is not None,
-                            top_width=None if top_width == width else top_width)
-    if isinstance(model, SeedAutoencoder):
-        return model_config("seed", 32, 3, consistency, mix)  # width and depth shape the unet only
-    raise TypeError(f"not an unmix separator: {type(model).__name__}")
 
 
 def build_arguments(config: dict) -> dict:
@@ -102,20 +81,21 @@ def requirements() -> list[str]:
     return [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in REQUIREMENTS]
 
 
-def log_separator(model: nn.Module, name: str = "model", mix: str | None = None) -> str:
+def log_separator(model: nn.Module, config: dict | None, name: str = "model") -> str:
     """Log `model` (on the CPU) to the active run as MLflow model `name`; return its model id.
 
-    Without `mix`, the run's `set.mix` parameter gives it.
+    `config` is the `model_config` that built it (unmix.model.networks.set_model_config),
+    stored beside the weights: what rebuilds the network, and its `mix` tells a user how to
+    make a mixture for it. Never read back from the layers.
     """
+    if config is None:
+        raise ValueError(f"MLflow model {name!r}: no model config came with it (a spool from an older "
+                         f"unmix?); log it again from its model file")
     from safetensors.torch import save_file
 
     import unmix
-    from unmix.serve.inference import example_mixture
+    from unmix.evaluation.inference import example_mixture
 
-    run = mlflow.active_run()
-    if mix is None and run is not None:
-        mix = mlflow.get_run(run.info.run_id).data.params.get("set.mix")
-    config = separator_config(model, mix)
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "weights.safetensors"
         save_file({key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}, weights)

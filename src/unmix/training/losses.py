@@ -6,12 +6,9 @@ from typing import Callable
 
 import torch
 
+from unmix.evaluation.metrics import per_pair_l1
+
 Tensor = torch.Tensor
-
-
-def per_pair_l1(output: Tensor, target: Tensor) -> Tensor:
-    """Mean absolute error of each image against its target: shape (N,)."""
-    return (output - target).abs().flatten(1).mean(dim=1)
 
 
 def fixed_assignment_l1(out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """Build the markdown body of the one pull-request comment: params, metrics and figures vs a base rev.
 
 Run after `dvc repro` in CI, e.g.
-`python -m unmix.pr_report --base origin/main --figures-url URL --out pr-report.md`.
+`python -m unmix.reports.pull_request --base origin/main --figures-url URL --out pr-report.md`.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def build_report(
 
 def main(argv: list[str] | None = None) -> int:
     """Write the report for --base to --out (default stdout); print one line and return 1 on failure."""
-    parser = argparse.ArgumentParser(prog="python -m unmix.pr_report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m unmix.reports.pull_request", description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="git revision to compare the workspace against")
     parser.add_argument("--repo", default=".", type=Path, help="repository root (default: .)")
     parser.add_argument("--figures-url", default=None, help="URL where the rendered figures can be viewed")

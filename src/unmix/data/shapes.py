@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from unmix.imageset import IMAGE_SHAPE, ImageSet
-from unmix.portable_math import arctan2, exp, layer_sum, matmul, pixel_sum, sin, sincos
+from unmix.data.imageset import IMAGE_SHAPE, ImageSet
+from unmix.data.portable_math import arctan2, exp, layer_sum, matmul, pixel_sum, sin, sincos
 
 _SIZE = IMAGE_SHAPE[0]
 # Big enough that numpy's per-call overhead vanishes, small enough that a
@@ -258,7 +258,7 @@ def generate_shapes(n_images: int, seed: int) -> ImageSet:
     Labels are balanced (image i gets class i % len(SHAPE_CLASSES), then shuffled
     with the seed). Work is vectorised over chunks of images, so tens of thousands
     of images take seconds on a laptop CPU. The bytes are the same on every CPU:
-    sin, cos, arctan2, the blurs and the colour sums come from unmix.portable_math
+    sin, cos, arctan2, the blurs and the colour sums come from unmix.data.portable_math
     (IEEE basic operations in a fixed order), not from numpy's SIMD kernels or BLAS,
     whose last bits differ by CPU and would flip pixels by one level.
     """

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from unmix.errors import DataError, reading
-from unmix.imageset import ImageSet, load_image_set, save_image_set, write_npz_atomically
+from unmix.data.imageset import ImageSet, load_image_set, save_image_set, write_npz_atomically
 from unmix.atomic import write_text_atomically
 
 

@@ -6,6 +6,8 @@ from typing import Callable
 
 import torch
 
+from unmix.names import MIX_NAMES
+
 Tensor = torch.Tensor
 
 
@@ -24,11 +26,8 @@ def half_difference(a: Tensor, b: Tensor) -> Tensor:
     return (a - b) / 2
 
 
-MIXES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "quarter_sum": quarter_sum,
-    "mean": mean,
-    "half_difference": half_difference,
-}
+# unmix.names.MIX_NAMES, in its order, each with its function.
+MIXES: dict[str, Callable[[Tensor, Tensor], Tensor]] = dict(zip(MIX_NAMES, (quarter_sum, mean, half_difference)))
 
 
 # Every mix is linear, mix(a, b) = alpha * a + beta * b: what mixture consistency projects onto.

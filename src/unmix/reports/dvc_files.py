@@ -12,7 +12,7 @@ from unmix.atomic import write_text_atomically
 from unmix.errors import DataError, reading
 
 if TYPE_CHECKING:  # annotations only: importing training would load torch
-    from unmix.training import EpochResult
+    from unmix.training.state import EpochResult
 
 HISTORY_COLUMNS = ("epoch", "train/l1", "valid/l1", "valid/psnr")
 

@@ -7,6 +7,6 @@ and safetensors weights.
 
 import mlflow
 
-from unmix.serve.mlflow_model import SeparatorModel
+from unmix.tracking.logged_model import SeparatorModel
 
 mlflow.models.set_model(SeparatorModel())

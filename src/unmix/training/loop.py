@@ -2,64 +2,24 @@
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass, field
-import random
 import time
 from typing import Any, Callable, Iterator, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
-from unmix.devices import autocast, memory_format, model_device, place_model
-from unmix.distributed import SINGLE, Ranks, Stopped, peer_lost, share, share_weight, sum_over_ranks
 from unmix.errors import ConfigError
-from unmix.faults import kill_point
-from unmix.losses import LOSSES
-from unmix.metrics import best_psnr_and_seed_l1
-from unmix.mixing import MIXES
+from unmix.evaluation.inference import separate_with_flips
+from unmix.evaluation.metrics import best_psnr_and_seed_l1
+from unmix.model.devices import autocast, memory_format, place_model
+from unmix.model.mixing import MIXES
+from unmix.model.tensors import normalise
+from unmix.training.distributed import SINGLE, Ranks, Stopped, peer_lost, share, share_weight, sum_over_ranks
+from unmix.training.faults import kill_point
+from unmix.training.losses import LOSSES
+from unmix.training.state import EpochResult, restore_training_state, training_state
 
 Tensor = torch.Tensor
-
-# Validation and inference batch (pairs); forward-only, so larger than a training batch.
-INFERENCE_BATCH = 512
-
-
-@dataclass(frozen=True)
-class EpochResult:
-    """What one epoch measured: mean training loss, and validation scores when it ran."""
-
-    epoch: int  # 1-based: the number of passes over the training images so far
-    train_l1: float
-    valid_l1: float | None
-    valid_psnr: float | None = None  # dB, best assignment per pair, [0, 1] pixel space
-    # Wall time since training started (before an interruption too), validation included,
-    # and the Unix time the epoch ended; not part of equality: two identical runs never
-    # take the same time.
-    seconds: float = field(default=0.0, compare=False)
-    finished_at: float = field(default=0.0, compare=False)
-
-
-def to_channels_first(images: np.ndarray) -> Tensor:
-    """uint8 (N, H, W, C) array → contiguous uint8 (N, C, H, W) tensor; stays uint8 in memory."""
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-
-
-def channels_first_view(images: np.ndarray) -> Tensor:
-    """uint8 (N, H, W, C) array → (N, C, H, W) tensor sharing its memory: no copy of a big set."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2)
-
-
-def normalise(batch: Tensor) -> Tensor:
-    """uint8 [0, 255] → float32 [-1, 1], the seed's Normalize(mean 0.5, std 0.5)."""
-    return batch.float().div(127.5).sub_(1.0)  # div makes a copy: a float input is untouched
-
-
-def to_uint8_images(x: Tensor) -> np.ndarray:
-    """float [-1, 1] (N, C, H, W) tensor → uint8 (N, H, W, C) array, clipped and rounded."""
-    pixels = ((x.detach().float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def epoch_pairs(
@@ -149,7 +109,7 @@ def train_separator(
     such a state, continues after its epoch to the same numbers as an uninterrupted run.
     `test_flips` validates with the test-time flip average (`separate_with_flips`).
     `precision` "bf16" runs the training steps under bf16 autocast, channels-last, on the
-    CPU too (`devices.uses_bf16`); validation keeps the device's usual arithmetic.
+    CPU too (`unmix.model.devices.uses_bf16`); validation keeps the device's usual arithmetic.
     `ema` > 0 keeps an exponential moving average of the weights (buffers too) with that
     decay per step; it is what validation, `on_epoch_end` and the caller see: `model` holds
     the averaged weights when training ends.
@@ -264,122 +224,6 @@ def train_separator(
         model.load_state_dict(averaged.module.state_dict())
     model.eval()
     return history
-
-
-def training_state(
-    history: list[EpochResult],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    generator: torch.Generator,
-    averaged: nn.Module | None = None,
-    copied: bool = False,
-) -> dict:
-    """Everything that continues training after `history[-1]`: weights, optimizer and schedule,
-    every RNG state, the history as plain numbers; `torch.load(weights_only=True)` reads it back.
-
-    Without `copied` the tensors are the live ones: save the state before training goes on.
-    """
-    state = {
-        "epoch": history[-1].epoch,
-        "history": [asdict(row) for row in history],
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": None if scheduler is None else scheduler.state_dict(),
-        "rng": rng_states(generator),
-    }
-    if averaged is not None:  # the weight average (AveragedModel), with its count of updates
-        state["averaged"] = averaged.state_dict()
-    return copy.deepcopy(state) if copied else state
-
-
-def restore_training_state(
-    state: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-    generator: torch.Generator, averaged: nn.Module | None = None,
-) -> list[EpochResult]:
-    """Put a `training_state` back into freshly built objects; return its history."""
-    model.load_state_dict(state["model"])
-    if averaged is not None:
-        averaged.load_state_dict(state["averaged"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    restore_rng_states(state["rng"], generator)
-    return [EpochResult(**row) for row in state["history"]]
-
-
-def rng_states(generator: torch.Generator) -> dict[str, Any]:
-    """Every random state the loop can touch, as tensors and numbers.
-
-    The batch generator cuts, pairs and flips; torch's global one draws dropout masks.
-    NumPy's and Python's are not used today; kept so that a future use cannot break resume.
-    """
-    numpy_state = np.random.get_state()
-    python_state = random.getstate()
-    states = {
-        "batches": generator.get_state(),
-        "torch": torch.get_rng_state(),
-        "numpy": torch.from_numpy(numpy_state[1].astype(np.int64)),
-        "numpy_position": [int(v) for v in numpy_state[2:4]] + [float(numpy_state[4])],
-        "python": torch.tensor(python_state[1], dtype=torch.int64),
-        "python_gauss": python_state[2],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def restore_rng_states(states: Mapping[str, Any], generator: torch.Generator) -> None:
-    """Set what `rng_states` recorded."""
-    generator.set_state(states["batches"])
-    torch.set_rng_state(states["torch"])
-    position, has_gauss, cached = states["numpy_position"]
-    np.random.set_state(("MT19937", states["numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
-    random.setstate((3, tuple(int(v) for v in states["python"].tolist()), states["python_gauss"]))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-@torch.inference_mode()
-def separate(model: nn.Module, mixture: Tensor) -> tuple[Tensor, Tensor]:
-    """Both float32 outputs of `model` (eval mode) for float mixtures, on the mixture's device.
-
-    Batches go to the model's device and run there in inference-sized batches.
-    """
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
-    firsts, seconds = [], []
-    for start in range(0, len(mixture), INFERENCE_BATCH):
-        batch = mixture[start : start + INFERENCE_BATCH].to(device).contiguous(memory_format=memory_format(device))
-        with autocast(device):
-            out_1, out_2 = model(batch)
-        firsts.append(out_1.float().to(mixture.device))
-        seconds.append(out_2.float().to(mixture.device))
-    model.train(was_training)
-    return torch.cat(firsts), torch.cat(seconds)
-
-
-def merge_mirrored(out_1: Tensor, out_2: Tensor, mirrored_1: Tensor, mirrored_2: Tensor) -> tuple[Tensor, Tensor]:
-    """Average two separations of one mixture: (out_1, out_2) and, mirrored back, those of its
-    mirror image. Which mirrored output goes with which is decided per pair by the smaller
-    L1 distance: a symmetric mix gives no reason for the two passes to order them alike."""
-    kept = (out_1 - mirrored_1).abs().flatten(1).mean(1) + (out_2 - mirrored_2).abs().flatten(1).mean(1)
-    crossed = (out_1 - mirrored_2).abs().flatten(1).mean(1) + (out_2 - mirrored_1).abs().flatten(1).mean(1)
-    swap = (crossed < kept)[:, None, None, None]
-    partner_1 = torch.where(swap, mirrored_2, mirrored_1)
-    partner_2 = torch.where(swap, mirrored_1, mirrored_2)
-    return (out_1 + partner_1) / 2, (out_2 + partner_2) / 2
-
-
-def separate_with_flips(model: nn.Module, mixture: Tensor, flips: bool) -> tuple[Tensor, Tensor]:
-    """`separate`, or with `flips` the test-time average of the mixture's and its mirror's
-    separations (`merge_mirrored`): twice the inference for a better estimate."""
-    out_1, out_2 = separate(model, mixture)
-    if not flips:
-        return out_1, out_2
-    mirrored_1, mirrored_2 = separate(model, mixture.flip(-1))
-    return merge_mirrored(out_1, out_2, mirrored_1.flip(-1), mirrored_2.flip(-1))
 
 
 def validate(model: nn.Module, a: Tensor, b: Tensor, *, mix: str, loss: str, flips: bool = False) -> tuple[float, float]:
