@@ -56,6 +56,7 @@ def main(args: argparse.Namespace) -> None:
         with tracker:
             from unmix.model.devices import resolve_device
             from unmix.model.networks import set_model_config
+            from unmix.training.loop import TrainingHooks
             from unmix.training.sets import train_set
             from unmix.model.model_file import save_model
             from unmix.tracking.run_lookup import model_digest
@@ -66,10 +67,10 @@ def main(args: argparse.Namespace) -> None:
             if resume is not None and ranks.is_main:
                 print(f"resuming {name} from epoch {resume['epoch']}/{set_config.epochs} ({checkpoint.path})",
                       flush=True)
-            model, history = train_set(
-                set_config, subsets, tracker, device, resume=resume, checkpoint_every=every or 1,
-                save_checkpoint=(lambda state: checkpoint.save(state, tracker.run_id)) if every else None,
-                ranks=ranks)
+            hooks = TrainingHooks(
+                on_checkpoint=(lambda state: checkpoint.save(state, tracker.run_id)) if every else None,
+                checkpoint_every=every or 1, resume=resume, ranks=ranks)
+            model, history = train_set(set_config, subsets, tracker, device, hooks)
             leave()
             if not ranks.is_main:
                 return  # rank 0 writes the outputs

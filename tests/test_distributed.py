@@ -19,7 +19,8 @@ from conftest import BIN, TINY_SET, make_tiny_project, run_command, write_params
 from test_resume_pipeline import copy_of, repro
 from unmix.training.distributed import SINGLE, Ranks, ranks_from_env, share, share_weight, threads_per_process
 from unmix.errors import UnmixError
-from unmix.training.loop import train_separator
+from unmix.config import SetConfig
+from unmix.training.loop import TrainingHooks, TrainingImages, train_separator
 from unmix.services import free_port
 
 # Relative difference allowed between one process and two on a model without batch norm or
@@ -84,9 +85,10 @@ def loop_run(rank: int, world: int, port: int, folder: str) -> None:
     images = torch.randint(0, 256, (90, 3, 8, 8), dtype=torch.uint8, generator=generator)
     torch.manual_seed(0)
     model = NoNormSeparator()
-    history = train_separator(model, images, images[:8], images[8:16], mix="mean", loss="pit", epochs=4,
-                              batch_size=26, lr=3e-3, seed=1, validate_every=1, schedule="onecycle", flip=True,
-                              ranks=ranks)
+    config = SetConfig(mix="mean", loss="pit", epochs=4, batch_size=26, lr=3e-3, seed=1, validate_every=1,
+                       schedule="onecycle", flip=True)
+    history = train_separator(model, config, TrainingImages(images, images[:8], images[8:16]),
+                              hooks=TrainingHooks(ranks=ranks))
     leave()
     if ranks.is_main:
         rows = [f"{r.train_l1!r},{r.valid_l1!r}" for r in history]
