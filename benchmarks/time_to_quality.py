@@ -27,7 +27,6 @@ import torch  # noqa: E402
 from unmix.config import load_config  # noqa: E402
 from unmix.model.devices import resolve_device  # noqa: E402
 from unmix.evaluation.inference import pair_mixture  # noqa: E402
-from unmix.training.loop import TrainingHooks  # noqa: E402
 from unmix.training.sets import fit_set  # noqa: E402
 from unmix.evaluation.metrics import best_psnr_and_seed_l1  # noqa: E402
 from unmix.model.mixing import trivial_separation  # noqa: E402
@@ -114,6 +113,8 @@ def main() -> None:
 
     print(f"B: set {args.fast_set!r} ({fast_set.arch} w{fast_set.width} d{fast_set.depth}, "
           f"{fast_set.loss} loss, consistency {fast_set.consistency}), up to {fast_set.epochs} epochs ...", flush=True)
+    from unmix.training.loop import TrainingHooks
+
     started = time.perf_counter()
     try:
         fit_set(fast_set, subsets, device, TrainingHooks(on_epoch_end=check))

@@ -19,8 +19,7 @@ from conftest import BIN, TINY_SET, make_tiny_project, run_command, write_params
 from test_resume_pipeline import copy_of, repro
 from unmix.training.distributed import SINGLE, Ranks, ranks_from_env, share, share_weight, threads_per_process
 from unmix.errors import UnmixError
-from unmix.config import SetConfig
-from unmix.training.loop import TrainingHooks, TrainingImages, train_separator
+from unmix.training.loop import train_separator
 from unmix.services import free_port
 
 # Relative difference allowed between one process and two on a model without batch norm or
@@ -74,7 +73,9 @@ class NoNormSeparator(nn.Module):
 
 def loop_run(rank: int, world: int, port: int, folder: str) -> None:
     """One rank of the loop-level run (a spawned process): train, then write the loss history."""
+    from unmix.config import SetConfig
     from unmix.training.distributed import join, leave
+    from unmix.training.loop import TrainingHooks, TrainingImages
 
     torch.set_num_threads(1)
     ranks = Ranks(rank, world, rank)

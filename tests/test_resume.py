@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from unmix.training.resume import load_resume_checkpoint, save_resume_checkpoint
+from unmix.config import SetConfig
 from unmix.model.networks import build_model
 from unmix.model.tensors import to_channels_first
-from unmix.config import SetConfig
 from unmix.training.loop import TrainingHooks, TrainingImages, train_separator
+from unmix.training.resume import load_resume_checkpoint, save_resume_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,14 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from unmix.model.networks import SeedAutoencoder
-from unmix.evaluation.inference import merge_mirrored, separate, separate_with_flips
-from unmix.model.tensors import channels_first_view, normalise, to_channels_first, to_uint8_images
 from unmix.config import SetConfig
-from unmix.training.loop import (TrainingHooks, TrainingImages, epoch_pairs, random_flips, train_separator,
-                                 validate)
+from unmix.evaluation.inference import merge_mirrored, separate, separate_with_flips
+from unmix.model.networks import SeedAutoencoder
+from unmix.model.tensors import channels_first_view, normalise, to_channels_first, to_uint8_images
+from unmix.training.loop import TrainingHooks, TrainingImages, epoch_pairs, random_flips, train_separator, validate
 from unmix.training.state import EpochResult
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -258,9 +256,9 @@ def test_onecycle_schedule_anneals_the_learning_rate(images):
 
 
 def test_validation_psnr_is_the_best_assignment_psnr_of_pair_metrics(images):
+    from unmix.evaluation.inference import separate
     from unmix.evaluation.metrics import pair_metrics, to_pixel_range
     from unmix.model.mixing import MIXES
-    from unmix.evaluation.inference import separate
     from unmix.model.tensors import normalise
 
     model, _ = run(images, epochs=1)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -318,7 +319,9 @@ class _Checkpoints:
             self.hooks.on_checkpoint(self.unsaved)
 
 
-def validate(model: nn.Module, a: Tensor, b: Tensor, *, mix: str, loss: str, flips: bool = False) -> tuple[float, float]:
+def validate(
+    model: nn.Module, a: Tensor, b: Tensor, *, mix: str, loss: str, flips: bool = False
+) -> tuple[float, float]:
     """The training loss and best-assignment PSNR (dB) of `model` on fixed uint8 pairs
     (with `flips`, of its test-time flip average)."""
     a, b = normalise(a), normalise(b)

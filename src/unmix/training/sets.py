@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -134,6 +135,6 @@ class _EpochLogger:
             self.release(result.epoch)
 
     def release(self, up_to_epoch: int) -> None:
-        for epoch, call in [item for item in self.held if item[0] <= up_to_epoch]:
+        for _epoch, call in [item for item in self.held if item[0] <= up_to_epoch]:
             call()
         self.held[:] = [item for item in self.held if item[0] > up_to_epoch]
