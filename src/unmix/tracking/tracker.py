@@ -102,6 +102,8 @@ class RunTracker:
     context manager, an exception marks the run FAILED.
     """
 
+    # Eleven keyword-only parameters: each is one field of the opening message sent whole to the
+    # worker process (`_serve`); callers name the few they set (open_tracker, the tests).
     def __init__(
         self,
         *,
