@@ -104,6 +104,11 @@ class TrainingHooks:
     resume: Mapping[str, Any] | None = None
     ranks: Ranks = SINGLE
 
+    def epoch_ended(self, result: EpochResult, model: nn.Module) -> None:
+        """`on_epoch_end`, on rank 0 alone."""
+        if self.on_epoch_end is not None and self.ranks.is_main:
+            self.on_epoch_end(result, model)
+
 
 NO_HOOKS = TrainingHooks()
 
@@ -174,17 +179,12 @@ def train_separator(
     with checkpoints.kept_on_interruption():
         for epoch in range(len(history) + 1, config.epochs + 1):
             train_l1 = _train_epoch(training, config, device, hooks.ranks, epoch)
-            valid_l1 = valid_psnr = None
-            if hooks.ranks.is_main and (epoch % config.validate_every == 0 or epoch == config.epochs):
-                kill_point("validation", epoch)
-                valid_l1, valid_psnr = validate(training.valid, training.images.valid_a, training.images.valid_b,
-                                                mix=config.mix, loss=config.loss, flips=config.test_flips)
+            valid_l1, valid_psnr = _validate_epoch(training, config, hooks.ranks, epoch)
             history.append(EpochResult(epoch, train_l1, valid_l1, valid_psnr, time.perf_counter() - started,
                                        time.time()))
-            if hooks.on_epoch_end is not None and hooks.ranks.is_main:
-                hooks.on_epoch_end(history[-1], training.shown)
+            hooks.epoch_ended(history[-1], training.shown)
             checkpoints.after_epoch(training, history)
-    if training.averaged is not None:
+    if training.averaged is not None:  # the caller gets the averaged weights
         model.load_state_dict(training.averaged.module.state_dict())
     model.eval()
     return history
@@ -243,6 +243,17 @@ def _train_epoch(training: _Training, config: SetConfig, device: torch.device, r
         kill_point("mid-epoch", epoch)
     sum_over_ranks(loss_sum, ranks)
     return float(loss_sum) / pairs_seen
+
+
+def _validate_epoch(training: _Training, config: SetConfig, ranks: Ranks,
+                    epoch: int) -> tuple[float, float] | tuple[None, None]:
+    """Validation loss and PSNR when this epoch validates (every `validate_every` and the
+    last, on rank 0 alone); (None, None) otherwise."""
+    if not ranks.is_main or (epoch % config.validate_every != 0 and epoch != config.epochs):
+        return None, None
+    kill_point("validation", epoch)
+    return validate(training.valid, training.images.valid_a, training.images.valid_b,
+                    mix=config.mix, loss=config.loss, flips=config.test_flips)
 
 
 def _batch(training: _Training, config: SetConfig, ranks: Ranks, a_index: Tensor,
