@@ -198,15 +198,9 @@ def _set_up(model: nn.Module, config: SetConfig, images: TrainingImages, device:
     place_model(model, device, config.precision)
     images = images.to(device)
     valid = step = torch.compile(model) if config.compile else model
-    if ranks.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        if device.type == "cuda":  # statistics over the global batch; SyncBatchNorm has no CPU kernel
-            nn.SyncBatchNorm.convert_sync_batchnorm(model)  # swaps the layers in place
-        wrapped = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-        step = torch.compile(wrapped) if config.compile else wrapped
-        # valid stays the plain one: validation runs on rank 0 alone, and a forward
-        # through DDP would wait for the other ranks.
+    # valid stays the plain one with several ranks: validation runs on rank 0 alone, and a
+    # forward through DDP would wait for the other ranks.
+    step = _data_parallel(model, config, device) if ranks.distributed else step
     averaged = None
     if config.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -226,6 +220,17 @@ def _set_up(model: nn.Module, config: SetConfig, images: TrainingImages, device:
         training.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.lr, total_steps=config.epochs * len(batch_pairs))
     return training
+
+
+def _data_parallel(model: nn.Module, config: SetConfig, device: torch.device) -> nn.Module:
+    """What a training step calls on one of several ranks: DistributedDataParallel around
+    `model` (compiled with `compile`)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":  # statistics over the global batch; SyncBatchNorm has no CPU kernel
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)  # swaps the layers in place
+    wrapped = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    return torch.compile(wrapped) if config.compile else wrapped
 
 
 def _train_epoch(training: _Training, config: SetConfig, device: torch.device, ranks: Ranks, epoch: int) -> float:
