@@ -113,9 +113,11 @@ def main() -> None:
 
     print(f"B: set {args.fast_set!r} ({fast_set.arch} w{fast_set.width} d{fast_set.depth}, "
           f"{fast_set.loss} loss, consistency {fast_set.consistency}), up to {fast_set.epochs} epochs ...", flush=True)
+    from unmix.training.loop import TrainingHooks
+
     started = time.perf_counter()
     try:
-        fit_set(fast_set, subsets, device, on_epoch_end=check)
+        fit_set(fast_set, subsets, device, TrainingHooks(on_epoch_end=check))
     except QualityReached:
         pass
     if not reached:

@@ -16,14 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-from unmix.training.resume import ResumeCheckpoint, checkpoint_folder
 from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
-from unmix.training.distributed import LAUNCHED_ENV, Stopped, join, launch, launched, leave, ranks_from_env
+from unmix.data.subset import load_subset_meta, load_subsets
 from unmix.paths import project_root
 from unmix.reports.dvc_files import write_history
-from unmix.data.subset import load_subset_meta, load_subsets
 from unmix.tracking.tracker import open_tracker, run_params, run_tags
+from unmix.training.distributed import LAUNCHED_ENV, Stopped, join, launch, launched, leave, ranks_from_env
+from unmix.training.resume import ResumeCheckpoint, checkpoint_folder
 
 
 def main(args: argparse.Namespace) -> None:
@@ -55,10 +55,11 @@ def main(args: argparse.Namespace) -> None:
     try:
         with tracker:
             from unmix.model.devices import resolve_device
-            from unmix.model.networks import set_model_config
-            from unmix.training.sets import train_set
             from unmix.model.model_file import save_model
+            from unmix.model.networks import set_model_config
             from unmix.tracking.run_lookup import model_digest
+            from unmix.training.loop import TrainingHooks
+            from unmix.training.sets import train_set
 
             device = join(ranks, resolve_device(set_config.device, name=f"sets.{args.set_name}.device"))
             subsets = load_subsets(args.data)
@@ -66,10 +67,10 @@ def main(args: argparse.Namespace) -> None:
             if resume is not None and ranks.is_main:
                 print(f"resuming {name} from epoch {resume['epoch']}/{set_config.epochs} ({checkpoint.path})",
                       flush=True)
-            model, history = train_set(
-                set_config, subsets, tracker, device, resume=resume, checkpoint_every=every or 1,
-                save_checkpoint=(lambda state: checkpoint.save(state, tracker.run_id)) if every else None,
-                ranks=ranks)
+            hooks = TrainingHooks(
+                on_checkpoint=(lambda state: checkpoint.save(state, tracker.run_id)) if every else None,
+                checkpoint_every=every or 1, resume=resume, ranks=ranks)
+            model, history = train_set(set_config, subsets, tracker, device, hooks)
             leave()
             if not ranks.is_main:
                 return  # rank 0 writes the outputs

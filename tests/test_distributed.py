@@ -73,7 +73,9 @@ class NoNormSeparator(nn.Module):
 
 def loop_run(rank: int, world: int, port: int, folder: str) -> None:
     """One rank of the loop-level run (a spawned process): train, then write the loss history."""
+    from unmix.config import SetConfig
     from unmix.training.distributed import join, leave
+    from unmix.training.loop import TrainingHooks, TrainingImages
 
     torch.set_num_threads(1)
     ranks = Ranks(rank, world, rank)
@@ -84,9 +86,10 @@ def loop_run(rank: int, world: int, port: int, folder: str) -> None:
     images = torch.randint(0, 256, (90, 3, 8, 8), dtype=torch.uint8, generator=generator)
     torch.manual_seed(0)
     model = NoNormSeparator()
-    history = train_separator(model, images, images[:8], images[8:16], mix="mean", loss="pit", epochs=4,
-                              batch_size=26, lr=3e-3, seed=1, validate_every=1, schedule="onecycle", flip=True,
-                              ranks=ranks)
+    config = SetConfig(mix="mean", loss="pit", epochs=4, batch_size=26, lr=3e-3, seed=1, validate_every=1,
+                       schedule="onecycle", flip=True)
+    history = train_separator(model, config, TrainingImages(images, images[:8], images[8:16]),
+                              hooks=TrainingHooks(ranks=ranks))
     leave()
     if ranks.is_main:
         rows = [f"{r.train_l1!r},{r.valid_l1!r}" for r in history]

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from unmix.training.resume import load_resume_checkpoint, save_resume_checkpoint
+from unmix.config import SetConfig
 from unmix.model.networks import build_model
 from unmix.model.tensors import to_channels_first
-from unmix.training.loop import train_separator
+from unmix.training.loop import TrainingHooks, TrainingImages, train_separator
+from unmix.training.resume import load_resume_checkpoint, save_resume_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,13 +37,14 @@ def images() -> dict[str, torch.Tensor]:
     return dict(zip(("train", "valid_a", "valid_b"), map(to_channels_first, arrays)))
 
 
-def train(images, case: str, **options):
+def train(images, case: str, on_epoch_end=None, **hooks):
     """A fresh model trained for EPOCHS epochs (or until interrupted), as fit_set builds it."""
     model_options, loop_options = CASES[case]
     torch.manual_seed(0)
     model = build_model(**model_options)
-    history = train_separator(model, images["train"], images["valid_a"], images["valid_b"], epochs=EPOCHS,
-                              batch_size=4, lr=1e-3, seed=0, validate_every=1, **loop_options, **options)
+    config = SetConfig(epochs=EPOCHS, batch_size=4, lr=1e-3, seed=0, validate_every=1, **loop_options)
+    history = train_separator(model, config, TrainingImages(images["train"], images["valid_a"], images["valid_b"]),
+                              hooks=TrainingHooks(on_epoch_end=on_epoch_end, **hooks))
     return model, history
 
 

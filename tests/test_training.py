@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from unmix.model.networks import SeedAutoencoder
+from unmix.config import SetConfig
 from unmix.evaluation.inference import merge_mirrored, separate, separate_with_flips
+from unmix.model.networks import SeedAutoencoder
 from unmix.model.tensors import channels_first_view, normalise, to_channels_first, to_uint8_images
-from unmix.training.loop import epoch_pairs, random_flips, train_separator, validate
+from unmix.training.loop import TrainingHooks, TrainingImages, epoch_pairs, random_flips, train_separator, validate
 from unmix.training.state import EpochResult
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,15 +27,19 @@ def images() -> dict[str, torch.Tensor]:
             "valid_b": to_channels_first(valid_b)}
 
 
+def loop_images(images) -> TrainingImages:
+    return TrainingImages(images["train"], images["valid_a"], images["valid_b"])
+
+
 def run(images, *, seed=0, init_seed=0, epochs=2, batch_size=8, lr=5e-4, mix="quarter_sum", loss="fixed",
-        validate_every=1, on_epoch_end=None, **options):
+        validate_every=1, on_epoch_end=None, device=None, **options):
     torch.manual_seed(init_seed)
     model = SeedAutoencoder()
-    history = train_separator(
-        model, images["train"], images["valid_a"], images["valid_b"], mix=mix, loss=loss, epochs=epochs,
-        batch_size=batch_size, lr=lr, seed=seed, validate_every=validate_every, on_epoch_end=on_epoch_end,
-        **options,
-    )
+    config = SetConfig(mix=mix, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                       validate_every=validate_every, **options)
+    where = {} if device is None else {"device": device}  # None: the loop's default device
+    history = train_separator(model, config, loop_images(images), hooks=TrainingHooks(on_epoch_end=on_epoch_end),
+                              **where)
     return model, history
 
 
@@ -114,10 +118,9 @@ def test_batch_order_follows_the_seed(images):
     def train(seed):
         torch.manual_seed(0)  # same initial weights
         model = TinySeparator()
-        return train_separator(
-            model, images["train"], images["valid_a"], images["valid_b"], mix="half_difference", loss="fixed",
-            epochs=2, batch_size=4, lr=1e-2, seed=seed, validate_every=1,
-        )
+        config = SetConfig(mix="half_difference", loss="fixed", epochs=2, batch_size=4, lr=1e-2, seed=seed,
+                           validate_every=1)
+        return train_separator(model, config, loop_images(images))
 
     assert train(5) == train(5)
     assert [r.train_l1 for r in train(5)] != [r.train_l1 for r in train(6)]
@@ -253,9 +256,9 @@ def test_onecycle_schedule_anneals_the_learning_rate(images):
 
 
 def test_validation_psnr_is_the_best_assignment_psnr_of_pair_metrics(images):
+    from unmix.evaluation.inference import separate
     from unmix.evaluation.metrics import pair_metrics, to_pixel_range
     from unmix.model.mixing import MIXES
-    from unmix.evaluation.inference import separate
     from unmix.model.tensors import normalise
 
     model, _ = run(images, epochs=1)
@@ -278,7 +281,7 @@ def test_explicit_cpu_device_is_the_default_path(images):
 def test_compiled_training_matches_eager(images):
     # torch.compile fuses kernels, so the floats may differ in the last bits, no more.
     eager_model, eager_history = run(images, epochs=1, batch_size=16)
-    compiled_model, compiled_history = run(images, epochs=1, batch_size=16, compile_model=True)
+    compiled_model, compiled_history = run(images, epochs=1, batch_size=16, compile=True)
     assert compiled_history[0].train_l1 == pytest.approx(eager_history[0].train_l1, rel=1e-5)
     assert compiled_history[0].valid_l1 == pytest.approx(eager_history[0].valid_l1, rel=1e-5)
     for eager, compiled in zip(eager_model.state_dict().values(), compiled_model.state_dict().values()):

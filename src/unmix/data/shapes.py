@@ -160,6 +160,9 @@ def _background(rng: np.random.Generator, b: int) -> tuple[np.ndarray, np.ndarra
     return np.clip(t, 0, 1), m, colours
 
 
+# One function of ~90 lines on purpose: every image's ~30 parameters are drawn from one stream
+# in a fixed order, then feed the geometry and the compositing; split, they would travel as a
+# bag of arrays, and any reordering of the draws changes every generated data set's bytes.
 def _render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """uint8 (b, 32, 32, 3) scenes, one object of class labels[i] in image i.
 

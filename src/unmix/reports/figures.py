@@ -100,6 +100,8 @@ def quality_vs_minutes_figure(histories: Mapping[str, pd.DataFrame], dpi: int = 
     return fig
 
 
+# Nine parameters: the five image columns, in the order the grid shows them, and keyword-like
+# drawing options with defaults; a container for the columns would only rename them.
 def reconstruction_grid_figure(
     mixture: np.ndarray,
     truth_a: np.ndarray,

@@ -102,6 +102,8 @@ class RunTracker:
     context manager, an exception marks the run FAILED.
     """
 
+    # Eleven keyword-only parameters: each is one field of the opening message sent whole to the
+    # worker process (`_serve`); callers name the few they set (open_tracker, the tests).
     def __init__(
         self,
         *,
@@ -245,22 +247,7 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
     # The queue brought the caller's write end along; closed here, a caller that dies in
     # the middle of a message leaves an end of file, not a read that waits forever.
     calls._writer.close()
-    # Start-up (imports, store, run) at normal priority: the caller is importing torch and
-    # loading data meanwhile, and waits for the run before training (wait_open).
-    mlflow, error, run_id = None, None, None
-    try:
-        mlflow = _import_mlflow()
-        mlflow.set_tracking_uri(opening["uri"])
-        run_id = _open_run(mlflow, opening)
-    except Exception as caught:  # noqa: BLE001 - reported to the caller by wait_open()/finish()
-        error = first_line(caught)
-    replies.put(("opened", run_id, error))
-    if error is None and opening["logs_model"]:
-        try:
-            import unmix.tracking.logged_model  # noqa: F401 - imported now, while training runs, not at the end
-        except Exception as caught:  # noqa: BLE001
-            error = first_line(caught)
-        _skip_requirement_check()
+    mlflow, run_id, error = _start_up(opening, replies)
     # Not niced. Niced, it waited behind every other training on the machine: with two
     # pipelines on one store, stages waited up to 54 s for their worker after their own
     # work, against at most 7.2 s at normal priority (benchmarks/parallel_waits.py), and
@@ -304,6 +291,28 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
     replies.close()
     replies.join_thread()
     os._exit(0)
+
+
+def _start_up(opening: dict, replies: Any) -> tuple[Any, str | None, str | None]:
+    """The worker's start-up: import mlflow, open the store and the run, say so to the caller
+    (`opened`), then import what logging the model needs; (mlflow, run id, first error)."""
+    # Start-up (imports, store, run) at normal priority: the caller is importing torch and
+    # loading data meanwhile, and waits for the run before training (wait_open).
+    mlflow, error, run_id = None, None, None
+    try:
+        mlflow = _import_mlflow()
+        mlflow.set_tracking_uri(opening["uri"])
+        run_id = _open_run(mlflow, opening)
+    except Exception as caught:  # noqa: BLE001 - reported to the caller by wait_open()/finish()
+        error = first_line(caught)
+    replies.put(("opened", run_id, error))
+    if error is None and opening["logs_model"]:
+        try:
+            import unmix.tracking.logged_model  # noqa: F401 - imported now, while training runs, not at the end
+        except Exception as caught:  # noqa: BLE001
+            error = first_line(caught)
+        _skip_requirement_check()
+    return mlflow, run_id, error
 
 
 def _say(line: str) -> None:

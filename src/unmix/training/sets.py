@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Mapping
+import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,8 +19,7 @@ from unmix.model.devices import resolve_device
 from unmix.model.networks import build_model, set_model_config
 from unmix.model.tensors import channels_first_view, to_channels_first, to_uint8_images
 from unmix.progress import EpochProgress
-from unmix.training.distributed import SINGLE, Ranks
-from unmix.training.loop import train_separator
+from unmix.training.loop import NO_HOOKS, TrainingHooks, TrainingImages, train_separator
 from unmix.training.state import EpochResult
 
 # Pairs shown in the reconstruction images logged to MLflow during training.
@@ -39,46 +40,18 @@ def pair_mosaic(model: nn.Module, pairs: PairSet, mix: str) -> np.ndarray:
 
 
 def fit_set(
-    set_config: SetConfig,
-    subsets: Subsets,
-    device: torch.device,
-    on_epoch_end: Callable[[EpochResult, nn.Module], None] | None = None,
-    *,
-    resume: Mapping[str, Any] | None = None,
-    on_checkpoint: Callable[[dict], None] | None = None,
-    checkpoint_every: int = 1,
-    ranks: Ranks = SINGLE,
+    set_config: SetConfig, subsets: Subsets, device: torch.device, hooks: TrainingHooks = NO_HOOKS
 ) -> tuple[nn.Module, list[EpochResult]]:
-    """Build one set's model from its seed and train it on `device` (from `resume`, a
-    `training_state`, when given; as one of several `ranks`); nothing logged."""
+    """Build one set's model from its seed and train it on `device` (resuming, checkpointing
+    and as one of several ranks as `hooks` say); nothing logged."""
     torch.manual_seed(set_config.seed)  # weight init
     model = build_model(**set_model_config(set_config))
-    history = train_separator(
-        model,
+    images = TrainingImages(
         channels_first_view(subsets.train.images),  # 50,000 images: no second copy
         to_channels_first(subsets.valid.a),
         to_channels_first(subsets.valid.b),
-        mix=set_config.mix,
-        loss=set_config.loss,
-        epochs=set_config.epochs,
-        batch_size=set_config.batch_size,
-        lr=set_config.lr,
-        seed=set_config.seed,
-        validate_every=set_config.validate_every,
-        schedule=set_config.schedule,
-        flip=set_config.flip,
-        fresh_pairs=set_config.fresh_pairs,
-        on_epoch_end=on_epoch_end,
-        device=device,
-        compile_model=set_config.compile,
-        resume=resume,
-        on_checkpoint=on_checkpoint,
-        checkpoint_every=checkpoint_every,
-        ranks=ranks,
-        test_flips=set_config.test_flips,
-        precision=set_config.precision,
-        ema=set_config.ema,
     )
+    history = train_separator(model, set_config, images, device, hooks)
     return model, history
 
 
@@ -96,61 +69,72 @@ def train_set(
     subsets: Subsets,
     tracker: Any,
     device: torch.device | None = None,
-    *,
-    resume: Mapping[str, Any] | None = None,
-    save_checkpoint: Callable[[dict], None] | None = None,
-    checkpoint_every: int = 1,
-    ranks: Ranks = SINGLE,
+    hooks: TrainingHooks = NO_HOOKS,
 ) -> tuple[nn.Module, list[EpochResult]]:
     """Train one set's model on its device, streaming per-epoch losses and mosaics to `tracker`.
 
-    As one of several `ranks`, only rank 0 shows progress, checkpoints and logs; the others
-    train their share and get back a history without validation.
+    As one of several `hooks.ranks`, only rank 0 shows progress, checkpoints and logs; the
+    others train their share and get back a history without validation.
 
-    With `save_checkpoint`, an epoch's metrics and images reach the tracker only once a
-    checkpoint holding that epoch is saved, so a run resumed from it never logs an epoch
-    twice; resuming re-logs the checkpoint's epochs with their first timestamps, which the
-    store keeps once, in case a killed worker never wrote them. The trained model comes
-    back on the CPU, ready to save and log.
+    With `hooks.on_checkpoint` (it saves the checkpoint), an epoch's metrics and images reach
+    the tracker only once a checkpoint holding that epoch is saved, so a run resumed from it
+    never logs an epoch twice; resuming (`hooks.resume`) re-logs the checkpoint's epochs with
+    their first timestamps, which the store keeps once, in case a killed worker never wrote
+    them. `hooks.on_epoch_end` is called after the tracker's. The trained model comes back
+    on the CPU, ready to save and log.
     """
     device = device or resolve_device(set_config.device)
-    shown = PairSet(subsets.valid.a[:LOGGED_PAIRS], subsets.valid.b[:LOGGED_PAIRS])
-    every = set_config.log_images_every
-    progress = EpochProgress(set_config.epochs) if ranks.is_main else contextlib.nullcontext()
-    held: list[tuple[int, Callable[[], None]]] = []  # (epoch, tracker call) waiting for a checkpoint
-
-    def log_epoch(result: EpochResult) -> None:
-        tracker.log_metrics(epoch_metrics(result), step=result.epoch, timestamp_ms=int(result.finished_at * 1000))
-
-    def report(result: EpochResult, model: nn.Module) -> None:
-        progress.update(result)  # stderr first: the terminal learns of the epoch at once
-        held.append((result.epoch, lambda: log_epoch(result)))
-        if (every and result.epoch % every == 0) or result.epoch == set_config.epochs:
-            image = pair_mosaic(model, shown, set_config.mix)  # now: the model moves on
-            held.append((result.epoch, lambda: tracker.log_image(image, key="reconstructions/valid",
-                                                                  step=result.epoch)))
-        if save_checkpoint is None:
-            release(result.epoch)
-
-    def release(up_to_epoch: int) -> None:
-        for epoch, call in [item for item in held if item[0] <= up_to_epoch]:
-            call()
-        held[:] = [item for item in held if item[0] > up_to_epoch]
+    progress = EpochProgress(set_config.epochs) if hooks.ranks.is_main else contextlib.nullcontext()
+    logger = _EpochLogger(set_config, subsets, tracker, progress, held=hooks.on_checkpoint is not None)
+    if hooks.resume is not None:
+        for row in hooks.resume["history"]:
+            logger.log_epoch(EpochResult(**row))
+    save_checkpoint = hooks.on_checkpoint
 
     def checkpoint(state: dict) -> None:
         save_checkpoint(state)
-        release(state["epoch"])
+        logger.release(state["epoch"])
 
-    if resume is not None:
-        for row in resume["history"]:
-            log_epoch(EpochResult(**row))
+    def on_epoch_end(result: EpochResult, model: nn.Module) -> None:
+        logger.report(result, model)
+        if hooks.on_epoch_end is not None:
+            hooks.on_epoch_end(result, model)
+
+    tracked = dataclasses.replace(hooks, on_epoch_end=on_epoch_end,
+                                  on_checkpoint=checkpoint if save_checkpoint else None)
     with progress:
-        model, history = fit_set(set_config, subsets, device, on_epoch_end=report, resume=resume,
-                                 on_checkpoint=checkpoint if save_checkpoint else None,
-                                 checkpoint_every=checkpoint_every, ranks=ranks)
+        model, history = fit_set(set_config, subsets, device, tracked)
     model.to("cpu", memory_format=torch.contiguous_format)
-    if ranks.is_main:
+    if hooks.ranks.is_main:
         tracker.log_model(model, set_model_config(set_config))
     return model, history
 
 
+class _EpochLogger:
+    """Progress on stderr at once; each epoch's metrics and mosaic to the tracker, held until
+    a checkpoint holds that epoch when `held`."""
+
+    def __init__(self, set_config: SetConfig, subsets: Subsets, tracker: Any, progress: Any, held: bool) -> None:
+        self.set_config, self.tracker, self.progress, self.holds = set_config, tracker, progress, held
+        self.shown = PairSet(subsets.valid.a[:LOGGED_PAIRS], subsets.valid.b[:LOGGED_PAIRS])
+        self.held: list[tuple[int, Callable[[], None]]] = []  # (epoch, tracker call) waiting for a checkpoint
+
+    def log_epoch(self, result: EpochResult) -> None:
+        self.tracker.log_metrics(epoch_metrics(result), step=result.epoch,
+                                 timestamp_ms=int(result.finished_at * 1000))
+
+    def report(self, result: EpochResult, model: nn.Module) -> None:
+        self.progress.update(result)  # stderr first: the terminal learns of the epoch at once
+        self.held.append((result.epoch, lambda: self.log_epoch(result)))
+        every = self.set_config.log_images_every
+        if (every and result.epoch % every == 0) or result.epoch == self.set_config.epochs:
+            image = pair_mosaic(model, self.shown, self.set_config.mix)  # now: the model moves on
+            self.held.append((result.epoch, lambda: self.tracker.log_image(image, key="reconstructions/valid",
+                                                                           step=result.epoch)))
+        if not self.holds:
+            self.release(result.epoch)
+
+    def release(self, up_to_epoch: int) -> None:
+        for _epoch, call in [item for item in self.held if item[0] <= up_to_epoch]:
+            call()
+        self.held[:] = [item for item in self.held if item[0] > up_to_epoch]
