@@ -124,3 +124,19 @@ def test_frontier_reads_every_record_with_its_psnr_and_draws_the_figure(tmp_path
         ("cifar10_a", 4.1, 17.3, 15.6), ("cifar10_b", 14.0, 17.7, 15.6)]
     # The repository's own records draw: every one has its metrics file.
     assert {r["folder"] for r in frontier.load_records(REPO / "reports")} >= {"cifar10_5min", "cifar10_fp32_5min", "cifar10_fp32_15min"}
+
+
+def test_shapes_speed_alternates_portable_and_numpy_math_and_prints_the_slowdown():
+    from unmix.data import shapes
+
+    portable = shapes.sincos
+    out = run_benchmark("shapes_speed.py", "--images", "64", "--pairs", "2")
+    assert len(re.findall(r"^pair \d: portable \d+\.\d\d s, numpy \d+\.\d\d s, slowdown \d+\.\d{3}$", out,
+                          flags=re.M)) == 2
+    assert re.search(r"^portable math costs \d+\.\d{3}x numpy's kernels \(min ", out.splitlines()[-1])
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from shapes_speed import numpy_math
+
+    with numpy_math():
+        assert shapes.sincos is not portable  # the comparison really runs numpy's kernels
+    assert shapes.sincos is portable
