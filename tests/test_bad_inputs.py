@@ -18,16 +18,17 @@ import sqlite3
 import subprocess
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from test_sources import random_image_set, write_cifar10_archive, write_cifar10_folder
 
 from conftest import BIN, make_tiny_project, run_command, write_params
-from test_sources import random_image_set, write_cifar10_archive, write_cifar10_folder
 from unmix.config import DataConfig, FiguresConfig, SetConfig, TrackingConfig
 
 SET = "seed"

@@ -123,4 +123,5 @@ def test_frontier_reads_every_record_with_its_psnr_and_draws_the_figure(tmp_path
     assert [(r["folder"], r["train_minutes"], r["psnr"], r["baseline"]) for r in records] == [
         ("cifar10_a", 4.1, 17.3, 15.6), ("cifar10_b", 14.0, 17.7, 15.6)]
     # The repository's own records draw: every one has its metrics file.
-    assert {r["folder"] for r in frontier.load_records(REPO / "reports")} >= {"cifar10_5min", "cifar10_fp32_5min", "cifar10_fp32_15min"}
+    folders = {r["folder"] for r in frontier.load_records(REPO / "reports")}
+    assert folders >= {"cifar10_5min", "cifar10_fp32_5min", "cifar10_fp32_15min"}

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_resume_pipeline import copy_of, repro
 from torch import nn
 
 from conftest import BIN, TINY_SET, make_tiny_project, run_command, write_params
-from test_resume_pipeline import copy_of, repro
-from unmix.training.distributed import SINGLE, Ranks, ranks_from_env, share, share_weight, threads_per_process
 from unmix.errors import UnmixError
-from unmix.training.loop import train_separator
 from unmix.services import free_port
+from unmix.training.distributed import SINGLE, Ranks, ranks_from_env, share, share_weight, threads_per_process
+from unmix.training.loop import train_separator
 
 # Relative difference allowed between one process and two on a model without batch norm or
 # dropout: the ranks' gradients are summed in another order, nothing else differs.

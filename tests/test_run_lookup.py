@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-
 from unmix.tracking.run_lookup import model_digest, run_tags_for, wall_time_histories
 from unmix.tracking.tracker import RunTracker, run_lock_path
 

@@ -19,9 +19,10 @@ def test_serving_benchmark_prints_load_separate_and_request_times() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     number = r"\d+\.\d"
-    assert re.search(rf"^load by alias, fresh process: import mlflow median {number} s .*; load_model median {number} s",
-                     out, flags=re.M)
+    assert re.search(rf"^load by alias, fresh process: import mlflow median {number} s .*; "
+                     rf"load_model median {number} s", out, flags=re.M)
     assert re.search(rf"^separate one 32×32 picture \(predict\): median {number} ms", out, flags=re.M)
-    assert re.search(rf"^separate 10 32×32 pictures \(predict\): median {number} s .*; \d+ pictures/s$", out, flags=re.M)
+    assert re.search(rf"^separate 10 32×32 pictures \(predict\): median {number} s .*; \d+ pictures/s$", out,
+                     flags=re.M)
     assert re.search(rf"^served model, one 32×32 request: median {number} ms \(min {number}, max {number}, n=2\)$",
                      out, flags=re.M)

@@ -16,10 +16,10 @@ import pytest
 import torch
 import yaml
 
-from unmix.model.networks import build_model, model_config
-from unmix.tracking.registry import register_run_model
 from unmix.evaluation.inference import example_mixture, separate_pictures
+from unmix.model.networks import build_model, model_config
 from unmix.tracking.logged_model import log_separator
+from unmix.tracking.registry import register_run_model
 from unmix.tracking.tracker import _apply as apply_tracking_call
 
 PICKLE_PROTOCOLS = {bytes([0x80, protocol]) for protocol in range(2, 6)}  # PROTO opcode + version
