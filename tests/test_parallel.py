@@ -13,7 +13,7 @@ import pytest
 
 from conftest import BIN, git, run_command, write_params
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e  # queued `dvc exp run`s and two `dvc repro`s
 
 # name: (lr, epochs). The queue is first in, first out: the first two, one per worker, train
 # long enough to overlap although the second worker starts a few seconds after the first.

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import TINY_SET, run_command, write_params
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e  # the real `dvc repro`
 
 SETS = ("seed", "mean_pit", "best")
 

@@ -15,7 +15,7 @@ import torch
 from conftest import BIN, TINY_SET, git, make_tiny_project, run_command, write_params
 from unmix.reports.pull_request import changed_figures
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e  # `dvc repro`, killed and rerun
 
 SET = "best"  # BatchNorm, one-cycle schedule, flips, fresh pairs: the most state to restore
 OUTPUTS = (f"models/{SET}.pt", f"reports/{SET}/history.csv", f"reports/{SET}/metrics.json")

@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the serving benchmark script, loading models in fresh processes
 def test_serving_benchmark_prints_load_separate_and_request_times() -> None:
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "serving.py"), "--loads", "1", "--repeats", "2",
                              "--batch", "10"], capture_output=True, text=True, timeout=600)

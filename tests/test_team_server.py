@@ -52,7 +52,7 @@ def test_server_programs_run_as_postgres_only_for_root() -> None:
         assert "no `postgres` user" in str(error)
 
 
-@pytest.mark.slow
+@pytest.mark.server
 def test_schema_is_created_then_upgraded_only_when_behind(team_server: TeamServer,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlalchemy
@@ -96,7 +96,8 @@ def one_set_project(project: Path, experiment: str) -> None:
     git(project, "commit", "-qam", "one set")
 
 
-@pytest.mark.slow
+@pytest.mark.server
+@pytest.mark.e2e  # two clones' `dvc repro` at once
 def test_two_clones_log_every_run_to_the_server_at_once(tiny_project: Path, team_server: TeamServer,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
