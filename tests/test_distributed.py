@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_resume_pipeline import copy_of, repro
 from torch import nn
 
 from conftest import BIN, TINY_SET, make_tiny_project, run_command, write_params
+from test_resume_pipeline import copy_of, repro
 from unmix.errors import UnmixError
 from unmix.services import free_port
 from unmix.training.distributed import SINGLE, Ranks, ranks_from_env, share, share_weight, threads_per_process
