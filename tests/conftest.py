@@ -137,8 +137,8 @@ SEED_ONLY = {"seed"}  # the set `reproduced_seed_project` keeps
 def reproduced_seed_project(tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path) -> Path:
     """`tiny_project` with the `seed` set alone, committed, then `dvc repro`: made once per session.
 
-    The one end-to-end run of `make test`'s tier (about half a minute). Never change it: copy
-    it with `copy_project` and work on the copy. A copy's MLflow experiment still keeps its
+    For the `e2e` tests that need every stage's outputs (about a minute and a half on 2
+    cores). Never change it: copy it with `copy_project` and work on the copy. A copy's MLflow experiment still keeps its
     artifacts in this project's mlartifacts/ (the location is absolute in mlflow.db), so a
     test that reads artifacts back should reproduce its own project instead.
     """

@@ -1,7 +1,7 @@
 """Every bad input, through the real entry points: one line, exit 1, no traceback, nothing lost.
 
-conftest's tiny project, reproduced once per session, is copied once for this module. Each
-case runs a stage's own command from dvc.yaml (or `dvc repro`) against it and checks that it
+Each case runs a stage's own command from dvc.yaml (or `dvc repro`) against a tiny project
+(its data stages run, or a copy of conftest's fully reproduced one) and checks that it
 printed exactly one `error:` line naming the key, file or value and what was expected,
 exited non-zero without a traceback, left every earlier output byte-identical and left no
 MLflow run RUNNING. Cases that only read (parameters, data sources) share the project and
@@ -35,7 +35,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import BIN, SEED_ONLY, copy_project, write_params
+from conftest import BIN, SEED_ONLY, copy_project, make_tiny_project, run_command, write_params
 from test_sources import random_image_set, write_cifar10_archive, write_cifar10_folder
 from unmix.config import (
     Config,
@@ -56,18 +56,23 @@ assert {SET} == SEED_ONLY
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, reproduced_seed_project: Path) -> Path:
-    """The session's reproduced tiny project, copied for this module: every stage's outputs, one FINISHED run.
+def built(tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path) -> Path:
+    """The tiny project with the `seed` set alone and its data stages run (`dvc repro subset`).
 
-    The cases that only read write their bad params files into it.
+    What the cases that only read need (they write their bad params files into it), without
+    the training: the fast tier's one small `dvc repro`.
     """
-    return copy_project(reproduced_seed_project, tmp_path_factory.mktemp("bad_inputs") / "project")
+    project = make_tiny_project(tmp_path_factory.mktemp("bad_inputs") / "project", mlflow_store_template)
+    write_params(project, lambda p: p.update(sets={SET: p["sets"][SET]}))
+    run_command(["dvc", "repro", "subset"], project)
+    return project
 
 
 @pytest.fixture
-def copy(built: Path, tmp_path: Path) -> Path:
-    """A private copy of the reproduced project, for cases that damage it."""
-    return copy_project(built, tmp_path / "project")
+def copy(reproduced_seed_project: Path, tmp_path: Path) -> Path:
+    """A private copy of conftest's project reproduced once per session (every stage's outputs
+    and one FINISHED run), for cases that damage it."""
+    return copy_project(reproduced_seed_project, tmp_path / "project")
 
 
 def stage_command(project: Path, stage: str, params: str = "params.yaml") -> list[str]:

@@ -50,6 +50,7 @@ def unmix(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(UNMIX), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # three runs of the installed script, each importing torch
 def test_the_script_mixes_and_separates_png_and_jpeg(checkpoints: dict, tmp_path: Path) -> None:
     a = picture(tmp_path / "a.png", 32, 32, 0)
     b = picture(tmp_path / "b.jpg", 32, 32, 1)

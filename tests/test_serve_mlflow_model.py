@@ -96,6 +96,7 @@ def test_signature_and_input_example(logged: dict) -> None:
     assert logged["logged_model"].model_type == "unmix-separator"
 
 
+@pytest.mark.slow  # a fresh process importing mlflow and loading the model twice
 def test_loads_in_a_fresh_process_from_another_folder_by_id_and_by_alias(logged: dict, tmp_path: Path) -> None:
     client, run_id = logged["client"], logged["run_id"]
     register_run_model(client, run_id=run_id, set_name="best", test_metrics={"test/best/psnr": 20.0},

@@ -92,6 +92,7 @@ def _open(uri: str, barrier, results) -> None:
         results.put(f"error: {error}")
 
 
+@pytest.mark.slow  # processes racing to create a store, each importing mlflow
 def test_racing_processes_create_one_store_and_one_experiment(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     context = multiprocessing.get_context("spawn")
