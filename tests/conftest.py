@@ -143,7 +143,7 @@ def reproduced_seed_project(tmp_path_factory: pytest.TempPathFactory, mlflow_sto
     test that reads artifacts back should reproduce its own project instead.
     """
     project = make_tiny_project(tmp_path_factory.mktemp("reproduced") / "project", mlflow_store_template)
-    write_params(project, lambda params: params.update(sets={name: params["sets"][name] for name in SEED_ONLY}))
+    write_params(project, lambda p: p.update(sets={name: p["sets"][name] for name in SEED_ONLY}))
     git(project, "commit", "-qam", "the seed set alone")
     run_command(["dvc", "repro"], project)
     return project
