@@ -138,9 +138,10 @@ def reproduced_seed_project(tmp_path_factory: pytest.TempPathFactory, mlflow_sto
     """`tiny_project` with the `seed` set alone, committed, then `dvc repro`: made once per session.
 
     For the `e2e` tests that need every stage's outputs (about a minute and a half on 2
-    cores). Never change it: copy it with `copy_project` and work on the copy. A copy's MLflow experiment still keeps its
-    artifacts in this project's mlartifacts/ (the location is absolute in mlflow.db), so a
-    test that reads artifacts back should reproduce its own project instead.
+    cores). Never change it: copy it with `copy_project` and work on the copy. A copy's
+    MLflow experiment still keeps its artifacts in this project's mlartifacts/ (the
+    location is absolute in mlflow.db), so a test that reads artifacts back should
+    reproduce its own project instead.
     """
     project = make_tiny_project(tmp_path_factory.mktemp("reproduced") / "project", mlflow_store_template)
     write_params(project, lambda p: p.update(sets={name: p["sets"][name] for name in SEED_ONLY}))
