@@ -1,7 +1,10 @@
 # Entry points, each setting itself up on a fresh machine:
 #   make repro  — create .venv if missing, install the pinned project, run `dvc repro`, then
 #                 say which committed outputs it changed and how far the metrics moved
-#   make test   — the same set-up, then the test suite
+#   make test   — the same set-up, then the fast tier (under 3 min on 2 cores): every unit test,
+#                 one tiny `dvc repro`, no servers; deselects the markers e2e, server and slow
+#   make test-full — the same set-up, then .ci/install-test-tools (PostgreSQL's programs,
+#                 actionlint) and every test (what .ci/run runs; ~30 min on 2 cores)
 #   make server — the same set-up, then the team's MLflow tracking server on PostgreSQL
 #                 (README, "Running as a team"); Ctrl-C stops it
 PYTHON ?= python3.11
@@ -9,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test setup server clean-venv
+.PHONY: repro test test-full setup server clean-venv
 
 setup: $(STAMP)
 
@@ -23,8 +26,17 @@ repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@$(BIN)/python -m unmix.reports.repro_summary
 
+# Markers (pyproject.toml): e2e runs the real pipeline or stage subprocess chains, server starts
+# PostgreSQL or an MLflow server, slow is long for another reason. PYTEST_ARGS adds options.
+FAST := not e2e and not server and not slow
+PYTEST_ARGS ?=
+
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "$(FAST)" --durations=15 $(PYTEST_ARGS)
+
+test-full: $(STAMP)
+	.ci/install-test-tools
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
 
 # MLFLOW_HOST=0.0.0.0 to serve other machines; SERVER_ARGS for the rest, e.g.
 # SERVER_ARGS='--workers 2 -- --allowed-hosts mlflow.lan'. MLFLOW_BACKEND_STORE_URI (environment)

@@ -8,9 +8,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # the scripts run from a checkout, installed or not
 
-from unmix.config import DataConfig  # noqa: E402
-from unmix.data.raw import acquire_images  # noqa: E402
-from unmix.data.subset import Subsets, draw_subsets  # noqa: E402
+from unmix.config import DataConfig
+from unmix.data.raw import acquire_images
+from unmix.data.subset import Subsets, draw_subsets
 
 DEFAULT_IMAGES = REPO.parent / "shared" / "datasets" / "cifar10-jpeg" / "train"
 

@@ -37,17 +37,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # runs from a checkout, installed or not
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.flop_counter import FlopCounterMode
 
-from unmix.model.devices import autocast, memory_format, place_model  # noqa: E402
-from unmix.training.losses import LOSSES  # noqa: E402
-from unmix.model.mixing import MIXES  # noqa: E402
-from unmix.model.networks import build_model, model_config  # noqa: E402
-from unmix.model.tensors import normalise, to_channels_first  # noqa: E402
-from unmix.training.loop import random_flips, validate  # noqa: E402
+from unmix.model.devices import autocast, memory_format, place_model
+from unmix.model.mixing import MIXES
+from unmix.model.networks import build_model, model_config
+from unmix.model.tensors import normalise, to_channels_first
+from unmix.training.loop import random_flips, validate
+from unmix.training.losses import LOSSES
 
 PART_BYTES = 15 * 2**20
 MIX, LOSS = "mean", "pit"  # the protocol's mix and the `best` set's loss
@@ -129,11 +129,11 @@ def join(parts: Path, name: str, out: Path) -> None:
 
 def record(subset: Path, eval_outputs: Path, reports: Path, name: str, n_pairs: int = 8) -> None:
     """The test pairs' reconstruction grid and the metrics table of a scored GPU model."""
-    from unmix.reports import figures
-    from unmix.evaluation.inference import pair_mixture
-    from unmix.reports.dvc_files import read_metrics
     from unmix.data.subset import PairSet
+    from unmix.evaluation.inference import pair_mixture
     from unmix.model.tensors import to_uint8_images
+    from unmix.reports import figures
+    from unmix.reports.dvc_files import read_metrics
 
     with np.load(subset / "test.npz") as test, np.load(eval_outputs) as outputs:
         pairs = PairSet(test["a"][:n_pairs], test["b"][:n_pairs])
@@ -185,7 +185,8 @@ def train(args: argparse.Namespace) -> None:
 
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
           f"torch {torch.__version__}, {len(images)} training images, unet width {args.width} depth {args.depth}, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, batch {args.batch_size} images", flush=True)
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, batch {args.batch_size} images",
+          flush=True)
 
     # FLOPs of one training step (forward + backward), counted eagerly on the real batch shape.
     generator.manual_seed(args.seed)
@@ -203,7 +204,8 @@ def train(args: argparse.Namespace) -> None:
             step(state, *next(batches), step_model)
         sync(device)
     except Exception as error:  # noqa: BLE001 - a compiler failure costs speed, not the run
-        print(f"compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); training eagerly", flush=True)
+        print(f"compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); training eagerly",
+              flush=True)
         step_model = model
         for _ in range(args.warmup_steps):
             step(state, *next(batches), step_model)
@@ -257,7 +259,8 @@ def train(args: argparse.Namespace) -> None:
     summary = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "train_images": len(images), "width": args.width, "depth": args.depth,
-        "batch_size_images": args.batch_size, "lr": args.lr, "ema_decay": args.ema_decay, "compiled": step_model is not model,
+        "batch_size_images": args.batch_size, "lr": args.lr, "ema_decay": args.ema_decay,
+        "compiled": step_model is not model,
         "steps": total_steps, "train_seconds": train_s, "compile_seconds": compile_s,
         "images_per_second": images_per_s, "pairs_per_second": images_per_s / 2,
         "flops_per_step": flops_per_step, "achieved_flops": achieved,

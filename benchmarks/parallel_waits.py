@@ -82,7 +82,8 @@ def main() -> None:
             lane.join()
     print(f"{args.lanes} lanes at once, set {args.set_name}, {args.epochs} epochs, {os.cpu_count()} CPUs")
     for i, result in enumerate(results):
-        print(f"lane {i}: " + ", ".join(f"{name} {wall:.1f} s (waits {wait:.1f} s)" for name, (wall, wait) in result.items()))
+        print(f"lane {i}: " + ", ".join(f"{name} {wall:.1f} s (waits {wait:.1f} s)"
+                                        for name, (wall, wait) in result.items()))
     worst = max(wait for result in results for _, wait in result.values())
     print(f"longest wait after a stage's own work: {worst:.1f} s (goal < 10 s)")
 

@@ -26,21 +26,21 @@ import threading
 import time
 from pathlib import Path
 
-import yaml
-
 from common import REPO  # also puts src/ on the path
 
-from unmix.config import DataConfig, load_config  # noqa: E402
-from unmix.data.raw import acquire_images  # noqa: E402
-from unmix.data.subset import draw_subsets, save_subsets  # noqa: E402
+import yaml
+
+from unmix.config import DataConfig, load_config
+from unmix.data.raw import acquire_images
+from unmix.data.subset import draw_subsets, save_subsets
 
 
 def throughput(set_config, subsets, epochs: int) -> float:
     """Training pairs per second of unmix's loop over `epochs` epochs."""
     import torch
 
-    from unmix.training.sets import train_set
     from unmix.tracking.tracker import NullTracker
+    from unmix.training.sets import train_set
 
     config = dataclasses.replace(set_config, epochs=epochs, validate_every=epochs, log_images_every=0, device="cpu")
     started = time.perf_counter()

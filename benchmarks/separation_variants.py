@@ -18,23 +18,23 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from common import DEFAULT_IMAGES, benchmark_subsets  # also puts src/ on the path
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from unmix.training.losses import permutation_invariant_l1  # noqa: E402
-from unmix.evaluation.metrics import best_psnr_and_seed_l1, per_image_mse  # noqa: E402
-from unmix.model.mixing import mean, trivial_separation  # noqa: E402
-from unmix.model.networks import _conv_block, _conv_bn_relu, ConsistentSeparator, UNetSeparator  # noqa: E402
-from unmix.evaluation.inference import separate  # noqa: E402
-from unmix.model.tensors import channels_first_view, normalise, to_channels_first  # noqa: E402
-from unmix.training.loop import random_flips  # noqa: E402
+from unmix.evaluation.inference import separate
+from unmix.evaluation.metrics import best_psnr_and_seed_l1, per_image_mse
+from unmix.model.mixing import mean, trivial_separation
+from unmix.model.networks import ConsistentSeparator, UNetSeparator, _conv_block, _conv_bn_relu
+from unmix.model.tensors import channels_first_view, normalise, to_channels_first
+from unmix.training.loop import random_flips
+from unmix.training.losses import permutation_invariant_l1
 
 WARMUP_STEPS = 8  # timed steps that size the schedule to the budget
 
@@ -48,7 +48,8 @@ class PixelShuffleUNet(nn.Module):
         self.stem = _conv_block(12, channels[0])
         self.down = nn.ModuleList(nn.Sequential(_conv_bn_relu(c_in, c_out, stride=2), _conv_bn_relu(c_out, c_out))
                                   for c_in, c_out in zip(channels, channels[1:]))
-        self.up = nn.ModuleList(nn.ConvTranspose2d(c_out, c_in, 2, stride=2) for c_in, c_out in zip(channels, channels[1:]))
+        self.up = nn.ModuleList(nn.ConvTranspose2d(c_out, c_in, 2, stride=2)
+                                for c_in, c_out in zip(channels, channels[1:]))
         self.fuse = nn.ModuleList(_conv_block(2 * c, c) for c in channels[:-1])
         self.head = nn.Conv2d(channels[0], 24, 3, padding=1)  # 2 images x 3 channels x 2x2 pixels
 
@@ -103,14 +104,15 @@ VARIANTS = {
 }
 
 
-def train_for(variant: Variant, train: torch.Tensor, seconds: float, batch_size: int, seed: int) -> tuple[nn.Module, int]:
+def train_for(variant: Variant, train: torch.Tensor, seconds: float, batch_size: int,
+              seed: int) -> tuple[nn.Module, int]:
     """A fresh model of `variant` trained for about `seconds`; returns it and its step count."""
     loss_fn = LOSSES[variant.loss]
     generator = torch.Generator().manual_seed(seed)
 
     def step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        batch = random_flips(normalise(train[torch.randint(len(train), (batch_size,), generator=generator)].contiguous()),
-                             generator)
+        drawn = train[torch.randint(len(train), (batch_size,), generator=generator)]
+        batch = random_flips(normalise(drawn.contiguous()), generator)
         a, b = batch[: batch_size // 2], batch[batch_size // 2 :]
         loss = loss_fn(*model(mean(a, b)), a, b)
         optimizer.zero_grad(set_to_none=True)
@@ -163,7 +165,8 @@ def main() -> None:
         print(f"{name}: {VARIANTS[name]}, {steps} steps, {minutes:.1f} min with warm-up: "
               f"PSNR {scores[name]:.2f} dB, seed L1 {float(seed_l1.mean()):.4f}", flush=True)
     best = max(scores, key=scores.get)
-    print(f"best variant: {best} at {scores[best]:.2f} dB; spread of all {max(scores.values()) - min(scores.values()):.2f} dB")
+    spread = max(scores.values()) - min(scores.values())
+    print(f"best variant: {best} at {scores[best]:.2f} dB; spread of all {spread:.2f} dB")
 
 
 if __name__ == "__main__":

@@ -41,10 +41,9 @@ def register_fresh_model(set_name: str, params: Path, folder: Path) -> tuple[str
     import torch
 
     from unmix.config import load_config
-    from unmix.model.networks import set_model_config
-    from unmix.model.networks import build_model
-    from unmix.tracking.registry import register_run_model
+    from unmix.model.networks import build_model, set_model_config
     from unmix.tracking.logged_model import log_separator
+    from unmix.tracking.registry import register_run_model
 
     set_config = load_config(params).set(set_name)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
@@ -72,7 +71,8 @@ def timed(function, repeats: int) -> list[float]:
 
 def describe(times: list[float], unit: float = 1.0, name: str = "s") -> str:
     scaled = [t * unit for t in times]
-    return f"median {statistics.median(scaled):.1f} {name} (min {min(scaled):.1f}, max {max(scaled):.1f}, n={len(scaled)})"
+    return (f"median {statistics.median(scaled):.1f} {name} "
+            f"(min {min(scaled):.1f}, max {max(scaled):.1f}, n={len(scaled)})")
 
 
 def main() -> None:
@@ -105,8 +105,8 @@ def main() -> None:
             if loaded.returncode != 0:
                 sys.exit(f"loading {uri} in a fresh process failed:\n{loaded.stderr[-3000:]}")
             loads.append(json.loads(loaded.stdout.strip().splitlines()[-1]))
-        print(f"load by alias, fresh process: import mlflow {describe([l['imports'] for l in loads])}; "
-              f"load_model {describe([l['load'] for l in loads])}")
+        print(f"load by alias, fresh process: import mlflow {describe([load['imports'] for load in loads])}; "
+              f"load_model {describe([load['load'] for load in loads])}")
 
         mlflow.set_tracking_uri(store)
         model = mlflow.pyfunc.load_model(uri)
@@ -114,7 +114,8 @@ def main() -> None:
         one = rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
         batch = rng.integers(0, 256, (args.batch, 32, 32, 3), dtype=np.uint8)
         model.predict(one)  # first call: allocator and kernel selection
-        print(f"separate one 32×32 picture (predict): {describe(timed(lambda: model.predict(one), args.repeats), 1e3, 'ms')}")
+        one_times = timed(lambda: model.predict(one), args.repeats)
+        print(f"separate one 32×32 picture (predict): {describe(one_times, 1e3, 'ms')}")
         batch_times = timed(lambda: model.predict(batch), 3)
         print(f"separate {args.batch} 32×32 pictures (predict): {describe(batch_times)}; "
               f"{args.batch / statistics.median(batch_times):.0f} pictures/s")

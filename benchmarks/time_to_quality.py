@@ -22,18 +22,17 @@ from pathlib import Path
 
 from common import DEFAULT_IMAGES, REPO, benchmark_subsets  # also puts src/ on the path
 
-import torch  # noqa: E402
+import torch
 
-from unmix.config import load_config  # noqa: E402
-from unmix.model.devices import resolve_device  # noqa: E402
-from unmix.evaluation.inference import pair_mixture  # noqa: E402
-from unmix.training.sets import fit_set  # noqa: E402
-from unmix.evaluation.metrics import best_psnr_and_seed_l1  # noqa: E402
-from unmix.model.mixing import trivial_separation  # noqa: E402
-from unmix.data.subset import PairSet  # noqa: E402
-from unmix.evaluation.inference import separate  # noqa: E402
-from unmix.model.tensors import normalise, to_channels_first  # noqa: E402
-from unmix.training.state import EpochResult  # noqa: E402
+from unmix.config import load_config
+from unmix.data.subset import PairSet
+from unmix.evaluation.inference import pair_mixture, separate
+from unmix.evaluation.metrics import best_psnr_and_seed_l1
+from unmix.model.devices import resolve_device
+from unmix.model.mixing import trivial_separation
+from unmix.model.tensors import normalise, to_channels_first
+from unmix.training.sets import fit_set
+from unmix.training.state import EpochResult
 
 
 class QualityReached(Exception):

@@ -82,7 +82,8 @@ def main() -> None:
     print(f"median train-stage time: tracking on {on:.1f} s, off {off:.1f} s")
     print(f"median CPU time (stage and worker): tracking on {cpu_on:.1f} s, off {cpu_off:.1f} s "
           f"({100 * (cpu_on - cpu_off) / cpu_off:+.1f}%)")
-    print(f"pair ratios on/off: {' '.join(f'{r:.3f}' for r in pair_ratios)}; median {statistics.median(pair_ratios):.3f}")
+    print(f"pair ratios on/off: {' '.join(f'{r:.3f}' for r in pair_ratios)}; "
+          f"median {statistics.median(pair_ratios):.3f}")
     print(f"tracking overhead: {100 * (on - off) / off:+.1f}% of the untracked train-stage time")
 
 

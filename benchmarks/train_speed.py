@@ -30,21 +30,20 @@ from pathlib import Path
 
 from common import DEFAULT_IMAGES, REPO, benchmark_subsets  # also puts src/ on the path
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, Sampler, TensorDataset  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
 
-from unmix.config import SetConfig, load_config  # noqa: E402
-from unmix.model.devices import autocast, memory_format, place_model, resolve_device  # noqa: E402
-from unmix.model.networks import set_model_config  # noqa: E402
-from unmix.training.sets import train_set  # noqa: E402
-from unmix.training.losses import LOSSES  # noqa: E402
-from unmix.model.mixing import MIXES  # noqa: E402
-from unmix.model.networks import build_model  # noqa: E402
-from unmix.data.subset import Subsets  # noqa: E402
-from unmix.tracking.tracker import RunTracker  # noqa: E402
-from unmix.model.tensors import normalise, to_channels_first  # noqa: E402
+from unmix.config import SetConfig, load_config
+from unmix.data.subset import Subsets
+from unmix.model.devices import autocast, memory_format, place_model, resolve_device
+from unmix.model.mixing import MIXES
+from unmix.model.networks import build_model, set_model_config
+from unmix.model.tensors import normalise, to_channels_first
+from unmix.tracking.tracker import RunTracker
+from unmix.training.losses import LOSSES
+from unmix.training.sets import train_set
 
 
 def synchronize(device: torch.device) -> None:
@@ -66,7 +65,8 @@ def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, n: int
     return 2 * n**3 / best / 1e9
 
 
-def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, mix: str, loss: str) -> None:
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, mix: str,
+                  loss: str) -> None:
     """One step of unmix's loop on a float batch: mix halves, forward, loss, backward, update."""
     half = len(images) // 2
     a, b = images[:half], images[half : 2 * half]
@@ -114,7 +114,8 @@ class EpochPermutation(Sampler[int]):
         return iter(torch.randperm(self.n, generator=self.generator).tolist())
 
 
-def operator_shares(set_config: SetConfig, images: torch.Tensor, device: torch.device, steps: int = 5) -> dict[str, float]:
+def operator_shares(set_config: SetConfig, images: torch.Tensor, device: torch.device,
+                    steps: int = 5) -> dict[str, float]:
     """Share of the training step's self time by kind of operator (torch.profiler, `steps` steps)."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -133,7 +134,8 @@ def operator_shares(set_config: SetConfig, images: torch.Tensor, device: torch.d
     shares: dict[str, float] = {}
     for event in profiler.key_averages():
         spent = event.self_device_time_total if device.type == "cuda" else event.self_cpu_time_total
-        kind = next((k for k, marks in kinds.items() if any(m in event.key for m in marks)), "elementwise, copies, other")
+        kind = next((k for k, marks in kinds.items() if any(m in event.key for m in marks)),
+                    "elementwise, copies, other")
         shares[kind] = shares.get(kind, 0.0) + spent
     total = sum(shares.values()) or 1.0
     return {kind: spent / total for kind, spent in sorted(shares.items(), key=lambda item: -item[1])}
@@ -191,11 +193,12 @@ def ready_tracker(store: Path) -> RunTracker:
     """A tracking worker with its run open on `store`: the stage starts it while importing torch."""
     tracker = RunTracker(uri=f"sqlite:///{store}", experiment="train-speed", run_name="unmix-loop",
                          logs_model=True)
-    tracker.run_id  # waits until the worker has imported everything and opened the run
+    _ = tracker.run_id  # waits until the worker has imported everything and opened the run
     return tracker
 
 
-def unmix_loop(set_config: SetConfig, subsets: Subsets, tracker: RunTracker, device: torch.device) -> tuple[float, float]:
+def unmix_loop(set_config: SetConfig, subsets: Subsets, tracker: RunTracker,
+               device: torch.device) -> tuple[float, float]:
     """unmix's loop as the train stage runs it, until its MLflow run is finished and stored."""
     with tracker:
         _, history = train_set(set_config, subsets, tracker, device=device)

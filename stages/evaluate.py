@@ -8,17 +8,17 @@ from pathlib import Path
 from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
 from unmix.data.imageset import write_npz_atomically
+from unmix.data.subset import load_subsets
 from unmix.reports.dvc_files import write_metrics
 from unmix.tracking.run_lookup import model_digest, run_tags_for
-from unmix.data.subset import load_subsets
 from unmix.tracking.tracker import open_tracker
 
 
 def main(args: argparse.Namespace) -> None:
     # torch is imported here, not at the top: the tracking process re-imports this module
     # and needs none of it.
-    from unmix.model.devices import resolve_device
     from unmix.evaluation.scoring import evaluate_set
+    from unmix.model.devices import resolve_device
     from unmix.model.model_file import load_model
 
     config = load_config(args.params)

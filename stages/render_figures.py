@@ -40,8 +40,8 @@ def main(args: argparse.Namespace) -> None:
                 find_tags=run_tags_for(name, digests[name]) if digests[name] else None))
             for name in config.sets
         }
-        from unmix.reports.render import render_report, render_wall_time_figure
         from unmix.data.subset import load_subsets
+        from unmix.reports.render import render_report, render_wall_time_figure
 
         for tracker in trackers.values():
             tracker.wait_open()  # an unreachable store: one line now, not after the drawing

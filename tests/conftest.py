@@ -1,4 +1,5 @@
-"""Shared fixtures: a pre-made MLflow store, a tiny temporary copy of the project, a team MLflow server."""
+"""Shared fixtures: a pre-made MLflow store, a tiny temporary copy of the project (also reproduced
+once per session), a team MLflow server."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -127,6 +128,32 @@ def make_tiny_project(project: Path, mlflow_store_template: Path) -> Path:
     git(project, "add", "-A")
     git(project, "commit", "-qm", "tiny project")
     return project
+
+
+SEED_ONLY = {"seed"}  # the set `reproduced_seed_project` keeps
+
+
+@pytest.fixture(scope="session")
+def reproduced_seed_project(tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path) -> Path:
+    """`tiny_project` with the `seed` set alone, committed, then `dvc repro`: made once per session.
+
+    For the `e2e` tests that need every stage's outputs (about a minute and a half on 2
+    cores). Never change it: copy it with `copy_project` and work on the copy. A copy's
+    MLflow experiment still keeps its artifacts in this project's mlartifacts/ (the
+    location is absolute in mlflow.db), so a test that reads artifacts back should
+    reproduce its own project instead.
+    """
+    project = make_tiny_project(tmp_path_factory.mktemp("reproduced") / "project", mlflow_store_template)
+    write_params(project, lambda p: p.update(sets={name: p["sets"][name] for name in SEED_ONLY}))
+    git(project, "commit", "-qam", "the seed set alone")
+    run_command(["dvc", "repro"], project)
+    return project
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A private copy of a (reproduced) project: git, DVC cache, outputs and mlflow.db."""
+    shutil.copytree(source, target, symlinks=True)
+    return target
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,17 @@
 """Every bad input, through the real entry points: one line, exit 1, no traceback, nothing lost.
 
-One tiny project is reproduced once per module. Each case then runs a stage's own command
-from dvc.yaml (or `dvc repro`) as a subprocess against it, and checks that the process
+Each case runs a stage's own command from dvc.yaml (or `dvc repro`) against a tiny project
+(its data stages run, or a copy of conftest's fully reproduced one) and checks that it
 printed exactly one `error:` line naming the key, file or value and what was expected,
 exited non-zero without a traceback, left every earlier output byte-identical and left no
 MLflow run RUNNING. Cases that only read (parameters, data sources) share the project and
 pass their parameters with `--params`; cases that damage a file work on a copy.
+
+Cases that stop before any work (a parameter, a params file, a data source) run the stage's
+script in this process, as `python stages/<x>.py …` would (`runpy`, its argv, its folder,
+SystemExit caught, stderr captured): the process adds nothing there. One such case per stage
+still runs as a subprocess, as do the cases that need the process (a store, a damaged output,
+a dropped privilege, forked workers, `dvc repro`); those are marked `e2e`.
 """
 
 from __future__ import annotations
@@ -13,44 +19,60 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import runpy
 import shutil
 import sqlite3
 import subprocess
+import sys
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
-from conftest import BIN, make_tiny_project, run_command, write_params
+from conftest import BIN, SEED_ONLY, copy_project, make_tiny_project, run_command, write_params
 from test_sources import random_image_set, write_cifar10_archive, write_cifar10_folder
-from unmix.config import DataConfig, FiguresConfig, SetConfig, TrackingConfig
+from unmix.config import (
+    Config,
+    DataConfig,
+    DistributedConfig,
+    FiguresConfig,
+    ResumeConfig,
+    SetConfig,
+    TrackingConfig,
+)
 
 SET = "seed"
 OUTPUT_FOLDERS = ("data", "models", "reports")
 # Which stage reads each params section: the one that runs it.
-SECTION_STAGE = {"data": "download", "tracking": "train", "figures": "render-figures", "sets": "train"}
+SECTION_STAGE = {"data": "download", "tracking": "train", "figures": "render-figures", "sets": "train",
+                 "resume": "train", "distributed": "train"}
+assert {SET} == SEED_ONLY
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path) -> Path:
-    """A tiny project with one set, reproduced once: every stage's outputs and one FINISHED run."""
+    """The tiny project with the `seed` set alone and its data stages run (`dvc repro subset`).
+
+    What the cases that only read need (they write their bad params files into it), without
+    the training: the fast tier's one small `dvc repro`.
+    """
     project = make_tiny_project(tmp_path_factory.mktemp("bad_inputs") / "project", mlflow_store_template)
     write_params(project, lambda p: p.update(sets={SET: p["sets"][SET]}))
-    run_command(["dvc", "repro"], project)
+    run_command(["dvc", "repro", "subset"], project)
     return project
 
 
 @pytest.fixture
-def copy(built: Path, tmp_path: Path) -> Path:
-    """A private copy of the reproduced project, for cases that damage it."""
-    target = tmp_path / "project"
-    shutil.copytree(built, target, symlinks=True)
-    return target
+def copy(reproduced_seed_project: Path, tmp_path: Path) -> Path:
+    """A private copy of conftest's project reproduced once per session (every stage's outputs
+    and one FINISHED run), for cases that damage it."""
+    return copy_project(reproduced_seed_project, tmp_path / "project")
 
 
 def stage_command(project: Path, stage: str, params: str = "params.yaml") -> list[str]:
@@ -97,15 +119,51 @@ def run(project: Path, command: list[str], env: dict[str, str] | None = None) ->
     return subprocess.run(command, cwd=project, env=environment, capture_output=True, text=True, timeout=600)
 
 
-def expect_one_line_failure(project: Path, command: list[str], *named: str, env: dict | None = None,
-                            store: Path | None = None) -> str:
-    """Run `command`; assert the failure contract; return the error line."""
-    before = outputs_digest(project)
+# How a case runs its command: (project, command, env) -> (exit status, stdout, stderr).
+Runner = Callable[[Path, list[str], "dict[str, str] | None"], tuple[int, str, str]]
+
+
+def in_subprocess(project: Path, command: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
     result = run(project, command, env)
-    shown = f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}"
-    assert result.returncode != 0, shown
-    assert "Traceback" not in result.stdout + result.stderr, shown
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Runner:
+    """A runner for `python stages/<x>.py …` in this process: its folder, argv and environment."""
+    def run_here(project: Path, command: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        assert command[0] == "python" and command[1].startswith("stages/"), command
+        with monkeypatch.context() as patch:
+            patch.chdir(project)
+            for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT"):
+                patch.delenv(name, raising=False)
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            patch.setattr(sys, "argv", command[1:])
+            capsys.readouterr()
+            try:
+                runpy.run_path(str(project / command[1]), run_name="__main__")
+                status = 0
+            except SystemExit as exit_:
+                status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            captured = capsys.readouterr()
+        return status, captured.out, captured.err
+    return run_here
+
+
+def expect_one_line_failure(project: Path, command: list[str], *named: str, env: dict | None = None,
+                            store: Path | None = None, runner: Runner = in_subprocess) -> str:
+    """Run `command` (a subprocess unless `runner` says otherwise); assert the failure contract.
+
+    Returns the error line. In this process an exception other than SystemExit fails the
+    test with its traceback, as a traceback in a subprocess's stderr does.
+    """
+    before = outputs_digest(project)
+    returncode, stdout, stderr = runner(project, command, env)
+    shown = f"$ {' '.join(command)}\n{stdout}\n{stderr}"
+    assert returncode != 0, shown
+    assert "Traceback" not in stdout + stderr, shown
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, shown
     for fragment in named:
         assert fragment in errors[0], shown
@@ -117,7 +175,8 @@ def expect_one_line_failure(project: Path, command: list[str], *named: str, env:
 # ---------------------------------------------------------------------------------------------
 # params.yaml: every field with a wrong type, a value out of range, an unknown choice
 
-SECTIONS = {"data": DataConfig, "tracking": TrackingConfig, "figures": FiguresConfig, "sets": SetConfig}
+SECTIONS = {"data": DataConfig, "tracking": TrackingConfig, "figures": FiguresConfig, "sets": SetConfig,
+            "resume": ResumeConfig, "distributed": DistributedConfig}
 WRONG_TYPE = {int: "many", float: "fast", bool: "yes", str: 5}
 
 
@@ -146,9 +205,31 @@ def field_cases() -> list[tuple[str, str, Any, str]]:
 FIELD_CASES = field_cases()
 
 
+def params_fields() -> set[tuple[str, str]]:
+    """Every (section, key) params.yaml can hold, read from `Config` itself, not from SECTIONS."""
+    hints = typing.get_type_hints(Config)
+    fields = set()
+    for section in dataclasses.fields(Config):
+        cls = hints[section.name]
+        if typing.get_origin(cls) is dict:  # sets: a name → SetConfig
+            cls = typing.get_args(cls)[1]
+        fields |= {(section.name, field.name) for field in dataclasses.fields(cls)}
+    return fields
+
+
 def test_every_config_field_has_cases() -> None:
-    fields = {(s, f.name) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
-    assert {(section, key) for section, key, _, _ in FIELD_CASES} == fields
+    """A section or a field of Config without a case here fails: name it in SECTIONS."""
+    covered = {(section, key) for section, key, _, _ in FIELD_CASES}
+    assert sorted(params_fields() - covered) == [], "fields of params.yaml without a bad-input case"
+    assert set(SECTION_STAGE) == set(SECTIONS), "every section needs the stage that reads it"
+    # Each rule a field declares (choices, a minimum, a maximum) has its case too.
+    for section, cls in SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            cases = [expected for s, key, _, expected in FIELD_CASES if (s, key) == (section, field.name)]
+            for rule, says in (("choices", "expected one of"), ("min", "expected a value >"),
+                               ("max", "expected a value <=")):
+                if rule in field.metadata:
+                    assert any(says in expected for expected in cases), f"{section}.{field.name}: no {rule} case"
 
 
 def write_bad_params(project: Path, name: str, edit: Callable[[dict], None]) -> str:
@@ -159,23 +240,42 @@ def write_bad_params(project: Path, name: str, edit: Callable[[dict], None]) -> 
     return path.name
 
 
-@pytest.mark.parametrize(("section", "key", "value", "expected"), FIELD_CASES,
-                         ids=[f"{s}.{k}={v!r}" for s, k, v, _ in FIELD_CASES])
-def test_bad_field_value(built: Path, section: str, key: str, value: Any, expected: str) -> None:
+def check_bad_field(built: Path, section: str, key: str, value: Any, expected: str, runner: Runner) -> None:
     def edit(params: dict) -> None:
         (params[section][SET] if section == "sets" else params[section])[key] = value
 
     name = f"{section}.{key}"
     params = write_bad_params(built, name, edit)
     dotted = f"sets.{SET}.{key}" if section == "sets" else name
-    line = expect_one_line_failure(built, stage_command(built, SECTION_STAGE[section], params), dotted, expected)
+    line = expect_one_line_failure(built, stage_command(built, SECTION_STAGE[section], params), dotted, expected,
+                                   runner=runner)
     assert line.startswith(f"error: {params}: {dotted}: "), line
+
+
+@pytest.mark.parametrize(("section", "key", "value", "expected"), FIELD_CASES,
+                         ids=[f"{s}.{k}={v!r}" for s, k, v, _ in FIELD_CASES])
+def test_bad_field_value(built: Path, in_process: Runner, section: str, key: str, value: Any, expected: str) -> None:
+    check_bad_field(built, section, key, value, expected, in_process)
+
+
+# One field case for each stage that reads a section, through the real process.
+PROCESS_FIELD_CASES = [next(case for case in FIELD_CASES if SECTION_STAGE[case[0]] == stage)
+                       for stage in dict.fromkeys(SECTION_STAGE.values())]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("section", "key", "value", "expected"), PROCESS_FIELD_CASES,
+                         ids=[f"{s}.{k}={v!r}" for s, k, v, _ in PROCESS_FIELD_CASES])
+def test_bad_field_value_in_the_stage_process(built: Path, section: str, key: str, value: Any,
+                                              expected: str) -> None:
+    check_bad_field(built, section, key, value, expected, in_subprocess)
 
 
 STRUCTURE_CASES = {
     "unknown section": (lambda p: p.update(trainig={"epochs": 3}), "train", ["trainig: unknown key; expected one of"]),
     "unknown data key": (lambda p: p["data"].update(n_trian=5), "download", ["data.n_trian: unknown key"]),
-    "unknown set key": (lambda p: p["sets"][SET].update(epoch=5), "train", [f"sets.{SET}.epoch: unknown key", "epochs"]),
+    "unknown set key": (lambda p: p["sets"][SET].update(epoch=5), "train",
+                        [f"sets.{SET}.epoch: unknown key", "epochs"]),
     "empty sets map": (lambda p: p.update(sets={}), "download", ["sets: expected a mapping of at least one"]),
     "sets not a map": (lambda p: p.update(sets=[SET]), "download", ["sets: expected a mapping"]),
     "a set not a map": (lambda p: p["sets"].update({SET: 5}), "train", [f"sets.{SET}: expected a mapping, got int"]),
@@ -191,10 +291,10 @@ STRUCTURE_CASES = {
 
 
 @pytest.mark.parametrize("case", list(STRUCTURE_CASES))
-def test_bad_structure(built: Path, case: str) -> None:
+def test_bad_structure(built: Path, in_process: Runner, case: str) -> None:
     edit, stage, named = STRUCTURE_CASES[case]
     params = write_bad_params(built, case.replace(" ", "-"), edit)
-    expect_one_line_failure(built, stage_command(built, stage, params), f"{params}: ", *named)
+    expect_one_line_failure(built, stage_command(built, stage, params), f"{params}: ", *named, runner=in_process)
 
 
 @pytest.mark.parametrize(("text", "named"), [
@@ -206,16 +306,18 @@ def test_bad_structure(built: Path, case: str) -> None:
     (b"data:\n  source: \xff\xfe\n", "not UTF-8 text (byte 16); expected a YAML file"),
     ("sets:\n  seed: {epochs: 3}\n  seed: {epochs: 4}\n", "not valid YAML (duplicate key 'seed' on line 3)"),
 ], ids=["unclosed", "indentation", "a list", "empty file", "a python tag", "not UTF-8", "a key twice"])
-def test_params_file_that_does_not_parse(built: Path, text: str | bytes, named: str) -> None:
+def test_params_file_that_does_not_parse(built: Path, in_process: Runner, text: str | bytes, named: str) -> None:
     path = built / "unparsable.yaml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    expect_one_line_failure(built, stage_command(built, "train", "unparsable.yaml"), "unparsable.yaml: ", named)
+    expect_one_line_failure(built, stage_command(built, "train", "unparsable.yaml"), "unparsable.yaml: ", named,
+                            runner=in_process)
 
 
-def test_missing_params_file_and_unknown_set(built: Path) -> None:
-    expect_one_line_failure(built, stage_command(built, "download", "absent.yaml"), "absent.yaml: params file not found")
+def test_missing_params_file_and_unknown_set(built: Path, in_process: Runner) -> None:
+    expect_one_line_failure(built, stage_command(built, "download", "absent.yaml"),
+                            "absent.yaml: params file not found", runner=in_process)
     command = [part if part != SET else "sed" for part in stage_command(built, "train")]
-    expect_one_line_failure(built, command, "sets.sed: no such parameter set; known: seed")
+    expect_one_line_failure(built, command, "sets.sed: no such parameter set; known: seed", runner=in_process)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,13 +366,21 @@ def image_tree(root: Path, case: str) -> tuple[Path, list[str]]:
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "class without images", "undecodable", "truncated",
-                                  "undecodable among many", "test class unknown to train", "empty test split"])
-def test_bad_image_folder(built: Path, tmp_path: Path, case: str) -> None:
+                                  "test class unknown to train", "empty test split"])
+def test_bad_image_folder(built: Path, tmp_path: Path, in_process: Runner, case: str) -> None:
     path, named = image_tree(tmp_path / "images", case)
+    params = write_bad_params(built, "imagefolder", lambda p: p["data"].update(source="imagefolder", path=str(path)))
+    expect_one_line_failure(built, stage_command(built, "download", params), *named, runner=in_process)
+
+
+@pytest.mark.e2e  # the decoding workers are forked: from a stage process, not from pytest's
+def test_bad_image_among_many_in_the_stage_process(built: Path, tmp_path: Path) -> None:
+    path, named = image_tree(tmp_path / "images", "undecodable among many")
     params = write_bad_params(built, "imagefolder", lambda p: p["data"].update(source="imagefolder", path=str(path)))
     expect_one_line_failure(built, stage_command(built, "download", params), *named)
 
 
+@pytest.mark.e2e
 def test_image_folder_with_too_few_images_stops_the_subset_stage(copy: Path, tmp_path: Path) -> None:
     save_images(tmp_path / "few" / "cat", 10)
     params = write_bad_params(copy, "few", lambda p: p["data"].update(source="imagefolder", path=str(tmp_path / "few")))
@@ -311,10 +421,11 @@ def cifar10_case(folder: Path, case: str) -> list[str]:
 
 @pytest.mark.parametrize("case", ["archive not gzip", "archive truncated", "archive of something else",
                                   "batch garbage", "batch missing"])
-def test_corrupt_cifar10(built: Path, tmp_path: Path, case: str) -> None:
+def test_corrupt_cifar10(built: Path, tmp_path: Path, in_process: Runner, case: str) -> None:
     named = cifar10_case(tmp_path / "cifar", case)
-    params = write_bad_params(built, "cifar", lambda p: p["data"].update(source="cifar10", path=str(tmp_path / "cifar")))
-    expect_one_line_failure(built, stage_command(built, "download", params), *named)
+    cifar = str(tmp_path / "cifar")
+    params = write_bad_params(built, "cifar", lambda p: p["data"].update(source="cifar10", path=cifar))
+    expect_one_line_failure(built, stage_command(built, "download", params), *named, runner=in_process)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,6 +449,7 @@ DAMAGED_FILES = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", list(DAMAGED_FILES))
 def test_damaged_earlier_output(copy: Path, name: str) -> None:
     damage, stage, maker = DAMAGED_FILES[name]
@@ -350,6 +462,7 @@ def test_damaged_earlier_output(copy: Path, name: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # The MLflow store: corrupt, read-only, not a file, not a store at all
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("stage", ["train", "evaluate"])
 def test_corrupt_store(copy: Path, stage: str) -> None:
     (copy / "mlflow.db").write_bytes(b"SQLite format 2\0" + os.urandom(8192))
@@ -357,6 +470,7 @@ def test_corrupt_store(copy: Path, stage: str) -> None:
                             "move it aside")
 
 
+@pytest.mark.e2e
 def test_truncated_store_given_by_environment(copy: Path, tmp_path: Path) -> None:
     store = tmp_path / "elsewhere.db"
     store.write_bytes((copy / "mlflow.db").read_bytes()[:100])
@@ -364,12 +478,14 @@ def test_truncated_store_given_by_environment(copy: Path, tmp_path: Path) -> Non
                             env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"}, store=store)
 
 
+@pytest.mark.e2e
 def test_read_only_store(copy: Path) -> None:
     (copy / "mlflow.db").chmod(0o444)
     expect_one_line_failure(copy, unprivileged() + stage_command(copy, "train"),
                             f"{copy / 'mlflow.db'}: the MLflow store is read-only")
 
 
+@pytest.mark.e2e
 def test_store_in_a_read_only_folder(copy: Path, tmp_path: Path) -> None:
     folder = tmp_path / "locked"
     folder.mkdir()
@@ -384,12 +500,14 @@ def test_store_in_a_read_only_folder(copy: Path, tmp_path: Path) -> None:
         folder.chmod(0o755)
 
 
+@pytest.mark.e2e
 def test_store_that_is_a_folder(copy: Path) -> None:
     (copy / "mlflow.db").unlink()
     (copy / "mlflow.db").mkdir()
     expect_one_line_failure(copy, stage_command(copy, "evaluate"), f"{copy / 'mlflow.db'}: not a file")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("uri", ["mlflow.db", "ftp://host/mlflow"])
 def test_tracking_uri_that_is_no_store(built: Path, uri: str) -> None:
     params = write_bad_params(built, "uri", lambda p: p["tracking"].update(uri=uri))
@@ -400,6 +518,7 @@ def test_tracking_uri_that_is_no_store(built: Path, uri: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Outputs that cannot be written: a parent that is a file, a read-only folder
 
+@pytest.mark.e2e
 def test_output_whose_parent_is_a_file(copy: Path) -> None:
     shutil.rmtree(copy / "reports" / SET)
     (copy / "reports" / SET).write_text("a file where the set's folder should be")
@@ -407,6 +526,7 @@ def test_output_whose_parent_is_a_file(copy: Path) -> None:
                             "expected a writable folder")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("stage", "folder"), [("train", "models"), ("evaluate", f"reports/{SET}"),
                                                ("download", "data"), ("subset", "data")])
 def test_read_only_output_folder(copy: Path, stage: str, folder: str) -> None:
@@ -421,21 +541,21 @@ def test_read_only_output_folder(copy: Path, stage: str, folder: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Through `dvc repro`: the stage's one line reaches the user, and DVC keeps the outputs
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_dvc_repro_bad_choice(copy: Path) -> None:
     write_params(copy, lambda p: p["sets"][SET].update(mix="sum"))
-    expect_one_line_failure(copy, ["dvc", "repro"],
-                            f"params.yaml: sets.{SET}.mix: expected one of quarter_sum, mean, half_difference, got 'sum'")
+    expect_one_line_failure(copy, ["dvc", "repro"], f"params.yaml: sets.{SET}.mix: "
+                            "expected one of quarter_sum, mean, half_difference, got 'sum'")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_dvc_repro_read_only_store(copy: Path) -> None:
     write_params(copy, lambda p: p["sets"][SET].update(epochs=2))  # something to re-run
     (copy / "mlflow.db").chmod(0o444)
     expect_one_line_failure(copy, unprivileged() + ["dvc", "repro"], "the MLflow store is read-only")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_dvc_repro_corrupt_image_folder(copy: Path, tmp_path: Path) -> None:
     path, named = image_tree(tmp_path / "images", "undecodable")
     write_params(copy, lambda p: p["data"].update(source="imagefolder", path=str(path)))

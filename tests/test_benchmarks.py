@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -17,6 +19,7 @@ def run_benchmark(script: str, *args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow  # trains or times in a benchmark script subprocess
 def test_time_to_quality_prints_both_runs_and_the_speedup():
     out = run_benchmark("time_to_quality.py", "--source", "shapes", "--n-train", "48", "--n-valid", "16",
                         "--seed-epochs", "2", "--fast-epochs", "3")
@@ -25,6 +28,7 @@ def test_time_to_quality_prints_both_runs_and_the_speedup():
     assert speedup and float(speedup.group(1)) > 0
 
 
+@pytest.mark.slow  # trains or times in a benchmark script subprocess
 def test_train_speed_loops_agree_and_ratio_is_printed():
     out = run_benchmark("train_speed.py", "--source", "shapes", "--n-train", "48", "--n-valid", "16",
                         "--epochs", "2", "--pairs", "1", "--steps", "1")
@@ -35,6 +39,7 @@ def test_train_speed_loops_agree_and_ratio_is_printed():
     assert losses and losses.group(1) == losses.group(3) and losses.group(2) == losses.group(4)
 
 
+@pytest.mark.slow  # trains or times in a benchmark script subprocess
 def test_precision_speed_times_both_precisions_and_prints_the_speedup():
     out = run_benchmark("precision_speed.py", "--source", "shapes", "--n-train", "48", "--pairs", "2")
     assert re.search(r"^CPU capability: \S+", out, flags=re.M)
@@ -44,6 +49,7 @@ def test_precision_speed_times_both_precisions_and_prints_the_speedup():
     assert re.search(r"^bf16 speedup over fp32, median of 2 alternated pairs: \d+\.\d{3} ", out.splitlines()[-1])
 
 
+@pytest.mark.slow  # trains or times in a benchmark script subprocess
 def test_separation_variants_scores_each_variant_and_names_the_best():
     out = run_benchmark("separation_variants.py", "--source", "shapes", "--n-train", "48", "--n-valid", "16",
                         "--minutes", "0.005", "--variants", "unet_l1", "shuffle_w64_l1")
@@ -53,6 +59,7 @@ def test_separation_variants_scores_each_variant_and_names_the_best():
     assert best and scores[best.group(1)] == best.group(2) == max(scores.values(), key=float)
 
 
+@pytest.mark.slow  # trains or times in a benchmark script subprocess
 def test_gpu_train_packs_trains_and_joins_a_loadable_checkpoint(tmp_path: Path):
     """The GPU script's three steps at tiny size on the CPU: the check made before its GPU run."""
     import numpy as np
@@ -87,6 +94,7 @@ def test_gpu_train_packs_trains_and_joins_a_loadable_checkpoint(tmp_path: Path):
     model, _ = load_model(tmp_path / "gpu.pt")
     out_1, out_2 = model(torch.zeros(1, 3, 32, 32))
     assert out_1.shape == out_2.shape == (1, 3, 32, 32)
+@pytest.mark.slow  # trains or times in a benchmark script subprocess
 def test_checkpoint_cost_prints_size_share_and_ratio(tmp_path):
     import yaml
 
@@ -123,7 +131,9 @@ def test_frontier_reads_every_record_with_its_psnr_and_draws_the_figure(tmp_path
     assert [(r["folder"], r["train_minutes"], r["psnr"], r["baseline"]) for r in records] == [
         ("cifar10_a", 4.1, 17.3, 15.6), ("cifar10_b", 14.0, 17.7, 15.6)]
     # The repository's own records draw: every one has its metrics file.
-    assert {r["folder"] for r in frontier.load_records(REPO / "reports")} >= {"cifar10_5min", "cifar10_fp32_5min", "cifar10_fp32_15min"}
+    folders = {r["folder"] for r in frontier.load_records(REPO / "reports")}
+    assert folders >= {"cifar10_5min", "cifar10_fp32_5min", "cifar10_fp32_15min"}
+
 
 
 def test_shapes_speed_alternates_portable_and_numpy_math_and_prints_the_slowdown():

@@ -10,6 +10,10 @@ from pathlib import Path, PurePosixPath
 import pytest
 import torch
 
+from unmix.config import SetConfig
+from unmix.model.model_file import save_model
+from unmix.model.networks import SeedAutoencoder
+from unmix.training.faults import parse_kill_at
 from unmix.training.resume import (
     ResumeCheckpoint,
     checkpoint_folder,
@@ -20,10 +24,6 @@ from unmix.training.resume import (
     resume_digest,
     save_resume_checkpoint,
 )
-from unmix.config import SetConfig
-from unmix.training.faults import parse_kill_at
-from unmix.model.model_file import save_model
-from unmix.model.networks import SeedAutoencoder
 
 MODEL = {"arch": "seed", "width": 32, "depth": 3, "consistency": False, "mix": "quarter_sum"}
 DIGEST = "ab" * 32

@@ -336,7 +336,8 @@ def test_config_error_is_an_unmix_error():
 def test_unet_fields_are_validated(raw):
     raw["sets"]["seed"].update(arch="unet", width=16, depth=2, consistency=True, flip=True, fresh_pairs=False)
     config = parse_config(raw).set("seed")
-    assert (config.width, config.depth, config.consistency, config.flip, config.fresh_pairs) == (16, 2, True, True, False)
+    assert ((config.width, config.depth, config.consistency, config.flip, config.fresh_pairs)
+            == (16, 2, True, True, False))
     raw["sets"]["seed"]["depth"] = 5
     assert "sets.seed.depth: expected a value <= 4, got 5" in config_error(raw)
     raw["sets"]["seed"].update(depth=2, consistency="yes")
@@ -345,8 +346,8 @@ def test_unet_fields_are_validated(raw):
 
 def test_attention_needs_coarsest_channels_that_split_into_heads(raw):
     raw["sets"]["seed"].update(arch="unet", width=5, depth=1, attention=True)
-    assert config_error(raw) == ("params.yaml: sets.seed.attention: the 10 channels of the coarsest scale (width · 2^depth) "
-                                 "cannot be split into 4 attention heads; use a width divisible by 2")
+    assert config_error(raw) == ("params.yaml: sets.seed.attention: the 10 channels of the coarsest scale "
+                                 "(width · 2^depth) cannot be split into 4 attention heads; use a width divisible by 2")
     raw["sets"]["seed"]["width"] = 6
     assert parse_config(raw).set("seed").attention is True
     raw["sets"]["seed"].update(arch="seed", width=5)  # width and attention shape the unet only

@@ -63,6 +63,7 @@ def test_largest_relative_difference_by_hand():
         largest_relative_difference([[1.0]], [[1.0], [2.0]])
 
 
+@pytest.mark.slow  # three training subprocesses
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 kernel sets")
 def test_float32_training_on_avx2_kernels_is_close_and_the_same_kernels_are_exact():
     default, again, avx2 = losses("seed", {}), losses("seed", {}), losses("seed", AVX2)

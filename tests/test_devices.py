@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unmix.model.devices import autocast, memory_format, model_device, place_model, resolve_device, uses_bf16
 from unmix.errors import ConfigError
+from unmix.model.devices import autocast, memory_format, model_device, place_model, resolve_device, uses_bf16
 
 
 def test_cpu_is_always_the_cpu():

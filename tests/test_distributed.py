@@ -17,10 +17,10 @@ from torch import nn
 
 from conftest import BIN, TINY_SET, make_tiny_project, run_command, write_params
 from test_resume_pipeline import copy_of, repro
-from unmix.training.distributed import SINGLE, Ranks, ranks_from_env, share, share_weight, threads_per_process
 from unmix.errors import UnmixError
-from unmix.training.loop import train_separator
 from unmix.services import free_port
+from unmix.training.distributed import SINGLE, Ranks, ranks_from_env, share, share_weight, threads_per_process
+from unmix.training.loop import train_separator
 
 # Relative difference allowed between one process and two on a model without batch norm or
 # dropout: the ranks' gradients are summed in another order, nothing else differs.
@@ -100,6 +100,7 @@ def read_losses(path: Path) -> list[tuple[float, float]]:
     return [tuple(float(v) for v in line.split(",")) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow  # three spawned processes, each importing torch and training
 def test_two_gloo_ranks_train_a_model_without_batch_norm_as_one_process_does(tmp_path):
     import torch.multiprocessing as mp
 
@@ -161,7 +162,7 @@ def two_processes(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_dvc_repro_on_two_processes_makes_one_run_and_one_set_of_outputs(two_processes, one_process):
     project, output = two_processes
     client, runs = the_runs(project)
@@ -182,7 +183,7 @@ def test_dvc_repro_on_two_processes_makes_one_run_and_one_set_of_outputs(two_pro
     assert two != one_process  # batch norm on shares: not the same numbers, so the check above measures
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_killed_rank_stops_every_rank_in_one_line_and_the_training_resumes(prepared, two_processes, tmp_path):
     project = copy_of(prepared, tmp_path)
     write_params(project, lambda params: params["distributed"].update(processes=2))
@@ -208,7 +209,7 @@ def test_a_killed_rank_stops_every_rank_in_one_line_and_the_training_resumes(pre
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_torchrun_with_one_process_trains_what_the_plain_stage_trains(prepared, tmp_path):
     # The path a single GPU takes through torchrun: WORLD_SIZE=1 joins no process group.
     project = copy_of(prepared, tmp_path)

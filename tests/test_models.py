@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 from unmix.model.model_file import load_model, save_model
-from unmix.model.networks import ARCHITECTURES, build_model, ConsistentSeparator, GlobalContext, model_config, SeedAutoencoder, UNetSeparator
+from unmix.model.networks import (
+    ARCHITECTURES,
+    ConsistentSeparator,
+    GlobalContext,
+    SeedAutoencoder,
+    UNetSeparator,
+    build_model,
+    model_config,
+)
 
 SEED_CONFIG = model_config("seed", 32, 3, False, "mean")
 

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import BIN, git, run_command, write_params
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e  # queued `dvc exp run`s and two `dvc repro`s
 
 # name: (lr, epochs). The queue is first in, first out: the first two, one per worker, train
 # long enough to overlap although the second worker starts a few seconds after the first.
@@ -66,7 +66,7 @@ def test_queued_sweep_with_two_workers_on_a_fresh_store(tiny_project: Path, monk
     for worker in (1, 2):
         log = (tiny_project / ".dvc" / "tmp" / "exps" / "celery" / f"dvc-exp-worker-{worker}.out").read_text()
         assert "Unrecoverable error" not in log and "succeeded" in log, log
-    for name, log in logs.items():
+    for log in logs.values():
         assert "database is locked" not in log and "Traceback" not in log, log
 
     client, runs = mlflow_runs(tiny_project / "mlflow.db")
@@ -151,7 +151,7 @@ def test_two_clones_repro_at_once_into_one_store(tiny_project: Path, tmp_path: P
     clones = [tmp_path / "clone_a", tmp_path / "clone_b"]
     for clone, lr in zip(clones, ("0.001", "0.002")):
         git(tmp_path, "clone", "-q", str(tiny_project), str(clone))
-        write_params(clone, lambda p: p["sets"]["seed"].update(lr=float(lr), epochs=20))
+        write_params(clone, lambda p, lr=lr: p["sets"]["seed"].update(lr=float(lr), epochs=20))
     store = tmp_path / "shared" / "mlflow.db"  # does not exist yet: both race to create it
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": f"sqlite:///{store}", "PYTHONUNBUFFERED": "1"}

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import TINY_SET, run_command, write_params
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e  # the real `dvc repro`
 
 SETS = ("seed", "mean_pit", "best")
 
@@ -28,7 +28,8 @@ def repro(project: Path, check: bool = True):
 def test_dvc_repro_end_to_end(tiny_project: Path) -> None:
     first = repro(tiny_project)
     assert set(ran_stages(first.stdout)) == {
-        "download", "subset", "render-figures", *(f"{stage}@{name}" for stage in ("train", "evaluate") for name in SETS)}
+        "download", "subset", "render-figures",
+        *(f"{stage}@{name}" for stage in ("train", "evaluate") for name in SETS)}
 
     for name in SETS:
         assert (tiny_project / "models" / f"{name}.pt").stat().st_size > 1_000_000

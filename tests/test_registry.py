@@ -164,7 +164,7 @@ def test_register_evaluation_warns_for_a_run_without_a_separator_and_fails_on_a_
 ) -> None:
     (tmp_path / "subset").mkdir()
     (tmp_path / "subset" / "meta.json").write_text(
-        '{"source": "shapes", "test_from": "test split", "class_names": [], "digest": "%s"}' % DIGEST)
+        f'{{"source": "shapes", "test_from": "test split", "class_names": [], "digest": "{DIGEST}"}}')
     metrics = {"test": {"best": {"psnr": 15.0}}}
     run_id = store.run_with_model(model_type="pytorch")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import TeamServer, git, run_command, write_params
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e  # `dvc repro`, push, pull
 
 
 def ran_stages(output: str) -> list[str]:
@@ -53,6 +53,7 @@ def test_push_sends_every_cached_output_and_a_pulled_clone_runs_no_stage(tiny_pr
     assert "up to date" in run_command(["dvc", "status"], clone).stdout
 
 
+@pytest.mark.server  # team_server: PostgreSQL and MLflow
 def test_sweep_pushes_an_experiment_another_clone_pulls_with_its_runs(
         tiny_project: Path, tmp_path: Path, team_server: TeamServer) -> None:
     import mlflow

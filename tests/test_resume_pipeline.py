@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import BIN, TINY_SET, git, make_tiny_project, run_command, write_params
+from conftest import BIN, TINY_SET, copy_project, git, make_tiny_project, run_command, write_params
 from unmix.reports.pull_request import changed_figures
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e  # `dvc repro`, killed and rerun
 
 SET = "best"  # BatchNorm, one-cycle schedule, flips, fresh pairs: the most state to restore
 OUTPUTS = (f"models/{SET}.pt", f"reports/{SET}/history.csv", f"reports/{SET}/metrics.json")
@@ -146,11 +146,9 @@ def test_a_corrupt_checkpoint_is_named_and_training_starts_over(prepared, uninte
         assert (project / name).read_bytes() == uninterrupted[name]
 
 
-def test_rerunning_an_unchanged_commit_leaves_the_tree_clean(tmp_path: Path, mlflow_store_template: Path) -> None:
-    project = make_tiny_project(tmp_path / "project", mlflow_store_template)
-    # One set keeps this quick; every stage still runs.
-    write_params(project, lambda params: params.update(sets={"seed": params["sets"]["seed"]}))
-    run_command(["dvc", "repro"], project)
+def test_rerunning_an_unchanged_commit_leaves_the_tree_clean(tmp_path: Path, reproduced_seed_project: Path) -> None:
+    # conftest's one-set project after its first `dvc repro` (every stage ran), copied.
+    project = copy_project(reproduced_seed_project, tmp_path / "project")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "first run")
     forced = run_command(["dvc", "repro", "-f"], project)

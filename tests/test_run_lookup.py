@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 
 from unmix.tracking.run_lookup import model_digest, run_tags_for, wall_time_histories
 from unmix.tracking.tracker import RunTracker, run_lock_path
@@ -23,6 +24,7 @@ def test_model_digest_is_the_sha256_of_the_file(tmp_path: Path) -> None:
     assert model_digest(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_evaluate_finds_the_newest_run_that_trained_the_file(mlflow_uri: str) -> None:
     tags = run_tags_for("seed", "d" * 64)
     with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed", tags=tags) as older:
@@ -38,6 +40,7 @@ def test_evaluate_finds_the_newest_run_that_trained_the_file(mlflow_uri: str) ->
     assert client(mlflow_uri).get_run(newer.run_id).data.metrics == {"train/l1": 0.5, "test/best/psnr": 17.5}
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_without_a_matching_run_a_fresh_one_carries_the_tags(mlflow_uri: str) -> None:
     tags = run_tags_for("best", "f" * 64)
     with RunTracker(uri=mlflow_uri, experiment="e", run_name="best", find_tags=tags) as first:
@@ -48,6 +51,7 @@ def test_without_a_matching_run_a_fresh_one_carries_the_tags(mlflow_uri: str) ->
     assert client(mlflow_uri).get_run(first.run_id).data.tags["unmix.model_digest"] == "f" * 64
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_relogging_an_epoch_with_its_first_timestamp_keeps_one_value(mlflow_uri: str) -> None:
     with RunTracker(uri=mlflow_uri, experiment="e", run_name="r") as tracker:
         tracker.log_metrics({"train/l1": 0.25, "time/minutes": 0.5}, step=1, timestamp_ms=1_700_000_000_000)
@@ -60,6 +64,7 @@ def test_relogging_an_epoch_with_its_first_timestamp_keeps_one_value(mlflow_uri:
         assert sorted((m.step, m.value) for m in history) == values
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_a_reopening_worker_waits_until_the_old_one_has_let_go_of_the_run(mlflow_uri: str) -> None:
     old = RunTracker(uri=mlflow_uri, experiment="e", run_name="r")
     old.log_metrics({"train/l1": 1.0}, step=1)
@@ -77,6 +82,7 @@ def test_a_reopening_worker_waits_until_the_old_one_has_let_go_of_the_run(mlflow
     assert sorted(m.step for m in client(mlflow_uri).get_metric_history(run_id, "train/l1")) == [1, 2]
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_wall_time_histories_come_from_the_runs_found_by_digest(mlflow_uri: str) -> None:
     with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed", tags=run_tags_for("seed", "a" * 64)) as run:
         for epoch in (1, 2):

@@ -15,11 +15,10 @@ import yaml
 from PIL import Image
 
 from conftest import REPO
-
+from unmix.evaluation.inference import separate_pictures
 from unmix.model.model_file import save_model
 from unmix.model.networks import build_model, model_config
 from unmix.serve.cli import main
-from unmix.evaluation.inference import separate_pictures
 from unmix.serve.loading import find_project_root, project_tracking_uri
 from unmix.serve.pictures import read_picture
 
@@ -51,6 +50,7 @@ def unmix(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(UNMIX), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # three runs of the installed script, each importing torch
 def test_the_script_mixes_and_separates_png_and_jpeg(checkpoints: dict, tmp_path: Path) -> None:
     a = picture(tmp_path / "a.png", 32, 32, 0)
     b = picture(tmp_path / "b.jpg", 32, 32, 1)
@@ -89,7 +89,8 @@ def test_mix_rules_by_hand(tmp_path: Path) -> None:
                 ("white.png", "white.png", "quarter_sum"): 191,  # (1 + 1) / 4 = 0.5 → 1.5 * 127.5 = 191.25
                 ("c.png", "a.png", "half_difference"): 138}  # (21 / 127.5) / 2 → 10.5 + 127.5 = 138
     for (first, second, mix), value in expected.items():
-        assert main(["mix", str(tmp_path / first), str(tmp_path / second), "--mix", mix, "-o", str(tmp_path / "m.png")]) == 0
+        mixed = tmp_path / "m.png"
+        assert main(["mix", str(tmp_path / first), str(tmp_path / second), "--mix", mix, "-o", str(mixed)]) == 0
         assert (read_picture(tmp_path / "m.png") == value).all(), mix
 
 
@@ -97,7 +98,8 @@ def test_mix_resizes_the_second_picture_with_a_note(tmp_path: Path, capsys: pyte
     picture(tmp_path / "a.png", 32, 32, 0)
     picture(tmp_path / "b.png", 64, 48, 1)
     assert main(["mix", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "m.jpg")]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == f"note: resized {tmp_path / 'b.png'} (48×64) to {tmp_path / 'a.png'}'s 32×32"
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"note: resized {tmp_path / 'b.png'} (48×64) to {tmp_path / 'a.png'}'s 32×32")
     assert Image.open(tmp_path / "m.jpg").format == "JPEG" and read_picture(tmp_path / "m.jpg").shape == (32, 32, 3)
 
 
@@ -234,4 +236,5 @@ def test_mix_a_test_pair_writes_the_mixture_and_both_pictures(tmp_path: Path, ca
     with pytest.raises(SystemExit) as usage:
         main(["mix", "m_a.png", "--test-pair", "1", "-o", "m.png"])
     assert usage.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == "unmix: error: mix takes two pictures A B, or --test-pair N alone"
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "unmix: error: mix takes two pictures A B, or --test-pair N alone")

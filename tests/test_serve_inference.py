@@ -7,9 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from unmix.evaluation.inference import example_mixture, separate, separate_pictures, size_note, size_plan
 from unmix.model.networks import build_model
-from unmix.evaluation.inference import example_mixture, separate_pictures, size_note, size_plan
-from unmix.evaluation.inference import separate
 from unmix.model.tensors import normalise, to_channels_first, to_uint8_images
 
 

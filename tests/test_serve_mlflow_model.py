@@ -16,10 +16,10 @@ import pytest
 import torch
 import yaml
 
-from unmix.model.networks import build_model, model_config
-from unmix.tracking.registry import register_run_model
 from unmix.evaluation.inference import example_mixture, separate_pictures
+from unmix.model.networks import build_model, model_config
 from unmix.tracking.logged_model import log_separator
+from unmix.tracking.registry import register_run_model
 from unmix.tracking.tracker import _apply as apply_tracking_call
 
 PICKLE_PROTOCOLS = {bytes([0x80, protocol]) for protocol in range(2, 6)}  # PROTO opcode + version
@@ -96,6 +96,7 @@ def test_signature_and_input_example(logged: dict) -> None:
     assert logged["logged_model"].model_type == "unmix-separator"
 
 
+@pytest.mark.slow  # a fresh process importing mlflow and loading the model twice
 def test_loads_in_a_fresh_process_from_another_folder_by_id_and_by_alias(logged: dict, tmp_path: Path) -> None:
     client, run_id = logged["client"], logged["run_id"]
     register_run_model(client, run_id=run_id, set_name="best", test_metrics={"test/best/psnr": 20.0},

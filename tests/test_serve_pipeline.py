@@ -14,7 +14,7 @@ from conftest import make_tiny_project, run_command
 from unmix.serve.pictures import read_picture, write_picture
 from unmix.serve.server import invoke, served_model
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e  # `dvc repro evaluate@best`, then the served model
 
 UNMIX = Path(sys.executable).parent / "unmix"
 CHAMPION_URI = "models:/unmix-best@champion"

@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from unmix.data import sources
-from unmix.errors import DataError
 from unmix.data.imageset import ImageSet
 from unmix.data.sources import load_cifar10, load_image_folder
+from unmix.errors import DataError
 
 CLASS_NAMES = ("airplane", "automobile", "bird")
 

@@ -22,7 +22,8 @@ def test_every_kind_of_call_comes_back_as_it_went(tmp_path: Path) -> None:
     model = build_model(**config)
     spool = Spool.create(tmp_path / "spool", "http://127.0.0.1:5000", "abc")
     calls = [("metrics", {"train/l1": 0.5, "valid/l1": 0.25}, 3, 1234), ("image", image, "reconstructions/valid", 3),
-             ("artifact", str(figure), "figures"), ("model", model, config, "model"), ("tags", {"unmix.model_digest": "ab12"}), ("end", "FINISHED")]
+             ("artifact", str(figure), "figures"), ("model", model, config, "model"),
+             ("tags", {"unmix.model_digest": "ab12"}), ("end", "FINISHED")]
     for call in calls:
         spool.append(call)
     figure.write_bytes(b"rewritten later")  # the spool kept a copy of the file as it was

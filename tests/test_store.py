@@ -37,7 +37,8 @@ def test_a_store_yet_to_be_created_is_created_here_in_a_writable_folder(tmp_path
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"experiments", "runs", "metrics", "alembic_version"} <= tables
     (tmp_path / "file").write_text("x")
-    with pytest.raises(StoreError, match=r"mlflow.db: cannot be written \(.*file is a file\); expected a writable folder"):
+    with pytest.raises(StoreError,
+                       match=r"mlflow.db: cannot be written \(.*file is a file\); expected a writable folder"):
         check_store(f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}", "tracking.uri")
 
 
@@ -55,7 +56,8 @@ def test_an_existing_store_is_opened_and_written_back_unchanged(tmp_path: Path, 
 def test_a_corrupt_store_is_named(tmp_path: Path, content: bytes, problem: str) -> None:
     store = tmp_path / "mlflow.db"
     store.write_bytes(content)
-    with pytest.raises(StoreError, match=rf"^{store}: not a usable MLflow SQLite store \(.*\); move it aside") as caught:
+    with pytest.raises(StoreError,
+                       match=rf"^{store}: not a usable MLflow SQLite store \(.*\); move it aside") as caught:
         check_store(f"sqlite:///{store}", "tracking.uri")
     assert problem in str(caught.value)
 
@@ -75,8 +77,8 @@ def test_retry_when_locked_retries_only_a_locked_database(monkeypatch: pytest.Mo
         retry_when_locked(lambda: (_ for _ in ()).throw(sqlite3.OperationalError("no such table: runs")))
     always = []
     with pytest.raises(sqlite3.OperationalError):
-        retry_when_locked(lambda: always.append(1) or (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")),
-                          retries=2)
+        locked = sqlite3.OperationalError("database is locked")
+        retry_when_locked(lambda: always.append(1) or (_ for _ in ()).throw(locked), retries=2)
     assert len(always) == 3
 
 
@@ -90,6 +92,7 @@ def _open(uri: str, barrier, results) -> None:
         results.put(f"error: {error}")
 
 
+@pytest.mark.slow  # processes racing to create a store, each importing mlflow
 def test_racing_processes_create_one_store_and_one_experiment(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     context = multiprocessing.get_context("spawn")

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from unmix.errors import DataError
 from unmix.data.imageset import ImageSet
 from unmix.data.subset import PairSet, Subsets, draw_subsets, load_subset_meta, load_subsets, save_subsets
+from unmix.errors import DataError
 
 TRAIN_SPLIT, TEST_SPLIT = 0, 1
 CLASS_NAMES = ("circle", "square", "star")

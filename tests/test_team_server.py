@@ -38,7 +38,8 @@ def test_server_command_serves_artifacts_and_keeps_the_backend_out_of_argv() -> 
 def test_server_programs_from_pg_bin_else_a_line_naming_them(tmp_path: Path) -> None:
     for program in postgres.PROGRAMS:
         (tmp_path / program).touch()
-    assert postgres.find_server_programs({"PG_BIN": str(tmp_path), "PATH": ""}, debian_glob="/nonexistent/*") == tmp_path
+    found = postgres.find_server_programs({"PG_BIN": str(tmp_path), "PATH": ""}, debian_glob="/nonexistent/*")
+    assert found == tmp_path
     with pytest.raises(postgres.PostgresError, match=r"initdb, pg_ctl, psql\) not found"):
         postgres.find_server_programs({"PATH": str(tmp_path / "none")}, debian_glob="/nonexistent/*")
 
@@ -51,7 +52,7 @@ def test_server_programs_run_as_postgres_only_for_root() -> None:
         assert "no `postgres` user" in str(error)
 
 
-@pytest.mark.slow
+@pytest.mark.server
 def test_schema_is_created_then_upgraded_only_when_behind(team_server: TeamServer,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlalchemy
@@ -95,7 +96,8 @@ def one_set_project(project: Path, experiment: str) -> None:
     git(project, "commit", "-qam", "one set")
 
 
-@pytest.mark.slow
+@pytest.mark.server
+@pytest.mark.e2e  # two clones' `dvc repro` at once
 def test_two_clones_log_every_run_to_the_server_at_once(tiny_project: Path, team_server: TeamServer,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
@@ -108,7 +110,7 @@ def test_two_clones_log_every_run_to_the_server_at_once(tiny_project: Path, team
     for seed in (1, 2):  # a different training seed tells the clones' runs apart
         clone = tiny_project.parent / f"clone{seed}"
         git(tiny_project.parent, "clone", "-q", str(tiny_project), str(clone))
-        write_params(clone, lambda p: p["sets"]["seed"].update(seed=seed))
+        write_params(clone, lambda p, seed=seed: p["sets"]["seed"].update(seed=seed))
         clones[seed] = clone
 
     # The two ways to name the server: the environment variable, and tracking.uri in params.yaml.

@@ -41,6 +41,7 @@ def client(uri: str):
     return mlflow.MlflowClient(tracking_uri=uri)
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_run_logs_params_tags_epoch_metrics_and_images(mlflow_uri: str) -> None:
     with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed",
                     params={"set.epochs": 2}, tags={"unmix.set": "seed"}) as tracker:
@@ -56,6 +57,7 @@ def test_run_logs_params_tags_epoch_metrics_and_images(mlflow_uri: str) -> None:
     assert [a.path for a in client(mlflow_uri).list_artifacts(tracker.run_id)] == ["images"]
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_a_failure_inside_the_run_marks_it_failed(mlflow_uri: str) -> None:
     tracker = RunTracker(uri=mlflow_uri, experiment="e", run_name="boom")
     with pytest.raises(RuntimeError, match="diverged"):
@@ -65,6 +67,7 @@ def test_a_failure_inside_the_run_marks_it_failed(mlflow_uri: str) -> None:
     assert client(mlflow_uri).get_run(tracker.run_id).info.status == "FAILED"
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_a_second_tracker_adds_to_the_same_run(mlflow_uri: str) -> None:
     with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed") as train:
         train.log_metrics({"train/l1": 0.5}, step=1)
@@ -76,6 +79,7 @@ def test_a_second_tracker_adds_to_the_same_run(mlflow_uri: str) -> None:
     assert run.info.status == "FINISHED"
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_a_run_missing_from_the_store_gets_a_fresh_run(mlflow_uri: str) -> None:
     with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed", run_id="0" * 32) as tracker:
         tracker.log_metrics({"test/best/psnr": 17.5})
@@ -84,6 +88,7 @@ def test_a_run_missing_from_the_store_gets_a_fresh_run(mlflow_uri: str) -> None:
     assert run.data.tags["unmix.resumed_from_missing_run"] == "0" * 32
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_a_store_that_cannot_be_opened_is_one_line_before_any_work(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
     uri = f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
@@ -105,6 +110,7 @@ def test_tracking_disabled_gives_a_tracker_that_does_nothing() -> None:
     assert tracker.finish() is None and tracker.run_id is None
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_a_backlog_of_epochs_arrives_complete_and_in_order(mlflow_uri: str) -> None:
     before_ms = int(time.time() * 1000)
     with RunTracker(uri=mlflow_uri, experiment="e", run_name="many") as tracker:
@@ -132,6 +138,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_a_caller_killed_mid_message_leaves_no_worker_behind(mlflow_uri: str, tmp_path: Path) -> None:
     script = tmp_path / "dying_caller.py"
     script.write_text(DYING_CALLER)
@@ -146,6 +153,7 @@ def test_a_caller_killed_mid_message_leaves_no_worker_behind(mlflow_uri: str, tm
     assert client(mlflow_uri).get_run(run_id).info.status == "FAILED"
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "htp://nowhere/{port}"])
 def test_a_server_that_is_down_or_a_bad_uri_is_one_line_within_seconds(uri: str, tmp_path: Path) -> None:
     uri = uri.format(port=free_port())  # nothing listens there
@@ -160,6 +168,7 @@ def test_a_server_that_is_down_or_a_bad_uri_is_one_line_within_seconds(uri: str,
         tracker.finish()
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_the_experiment_opens_in_the_model_training_view(mlflow_uri: str) -> None:
     from unmix.tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
@@ -176,6 +185,7 @@ def test_the_experiment_opens_in_the_model_training_view(mlflow_uri: str) -> Non
     assert client(mlflow_uri).get_experiment(mine).tags[EXPERIMENT_KIND_TAG] == "genai_development"
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_creating_a_store_keeps_mlflow_chatter_off_stderr(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"  # not migrated yet: MLflow logs "Creating initial ..." at INFO
     with RunTracker(uri=uri, experiment="e", run_name="x") as tracker:
@@ -196,6 +206,7 @@ def left_by_a_dead_worker(spool):
     return Spool(dead, {})
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_a_spool_is_delivered_later_into_the_same_run(mlflow_uri: str, tmp_path: Path) -> None:
     from unmix.tracking.spool import Spool
 
@@ -224,6 +235,7 @@ def test_a_spool_is_delivered_later_into_the_same_run(mlflow_uri: str, tmp_path:
     assert again.stdout.startswith("nothing to deliver")
 
 
+@pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_delivering_to_a_store_still_down_is_one_line_and_keeps_the_spool(tmp_path: Path) -> None:
     from unmix.tracking.spool import Spool, spool_files
 

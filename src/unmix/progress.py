@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 # Plain-line mode: a step other than training reports at most this often (seconds).
 PLAIN_STEP_EVERY_S = 10.0

@@ -9,8 +9,8 @@ import numpy as np
 
 from unmix.atomic import write_text_atomically
 from unmix.config import DataConfig
-from unmix.paths import resolve_data_path
 from unmix.data.imageset import ImageSet, load_image_set, save_image_set
+from unmix.paths import resolve_data_path
 
 
 def split_seed(seed: int, split: str) -> int:

@@ -131,7 +131,7 @@ SHAPE_CLASSES: tuple[str, ...] = tuple(_SHAPES)
 
 def _background(rng: np.random.Generator, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backgrounds as (t, m, colours): c1 * (1 - t) + c2 * t, then blotches of c3 with weight m."""
-    uni = lambda lo, hi: rng.uniform(lo, hi, (b, 1, 1)).astype(_F)  # noqa: E731
+    uni = lambda lo, hi: rng.uniform(lo, hi, (b, 1, 1)).astype(_F)  # noqa: E731 - a short local helper, read like a formula
     # (b, 3 colours, RGB); the square root lifts values, which the dark blends
     # below would otherwise pull towards a murky, dark-heavy histogram.
     hue, sat, val = np.moveaxis(rng.uniform((0, 0.15, 0.0025), 1, (b, 3, 3)).astype(_F), -1, 0)
@@ -171,8 +171,8 @@ def _render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     channel at a time: three times less memory traffic than RGB compositing.
     """
     b = len(labels)
-    uni = lambda lo, hi: rng.uniform(lo, hi, b).astype(_F)  # noqa: E731
-    col = lambda a: a[:, None, None]  # noqa: E731
+    uni = lambda lo, hi: rng.uniform(lo, hi, b).astype(_F)  # noqa: E731 - a short local helper, read like a formula
+    col = lambda a: a[:, None, None]  # noqa: E731 - a short local helper, read like a formula
     t, m, bg_colours = _background(rng, b)
 
     # Per-image object parameters, drawn for the whole chunk in a fixed order so

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from unmix.errors import DataError
 from unmix.data.imageset import IMAGE_SHAPE, ImageSet
+from unmix.errors import DataError
 from unmix.progress import StepProgress
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

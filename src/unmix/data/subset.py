@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from unmix.errors import DataError, reading
-from unmix.data.imageset import ImageSet, load_image_set, save_image_set, write_npz_atomically
 from unmix.atomic import write_text_atomically
-
+from unmix.data.imageset import ImageSet, load_image_set, save_image_set, write_npz_atomically
+from unmix.errors import DataError, reading
 
 SUBSET_META_KEYS = ("source", "test_from", "class_names", "digest")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
@@ -36,7 +36,7 @@ def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
-def autocast(device: torch.device, precision: str = "auto") -> ContextManager:
+def autocast(device: torch.device, precision: str = "auto") -> AbstractContextManager:
     """bf16 autocast where `uses_bf16` says so (no loss scaling needed); else float32."""
     if uses_bf16(device, precision):
         return torch.autocast(device.type, dtype=torch.bfloat16)

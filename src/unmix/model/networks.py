@@ -107,7 +107,8 @@ class GlobalContext(nn.Module):
         self.attention_norm = nn.GroupNorm(1, channels)
         self.attention = nn.MultiheadAttention(channels, heads, batch_first=True)
         self.mlp = nn.Sequential(
-            nn.GroupNorm(1, channels), nn.Conv2d(channels, 2 * channels, 1), nn.GELU(), nn.Conv2d(2 * channels, channels, 1)
+            nn.GroupNorm(1, channels), nn.Conv2d(channels, 2 * channels, 1), nn.GELU(),
+            nn.Conv2d(2 * channels, channels, 1)
         )
 
     def forward(self, features: Tensor) -> Tensor:

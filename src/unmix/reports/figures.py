@@ -113,12 +113,16 @@ def reconstruction_grid_figure(
     scale: int = 3,
     dpi: int = 100,
 ) -> Figure:
-    """One row per pair (mixture, truth a, truth b, output 1, output 2), each image drawn at `scale` screen pixels per pixel."""
+    """One row per pair (mixture, truth a, truth b, output 1, output 2).
+
+    Each image is drawn at `scale` screen pixels per pixel.
+    """
     columns = (mixture, truth_a, truth_b, output_1, output_2)
     shape = np.shape(mixture)
     for name, images in zip(COLUMN_TITLES, columns):
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or images.shape != shape:
-            raise ValueError(f"{name} must be uint8 (K, H, W, 3) like mixture {shape}, got {images.dtype} {images.shape}")
+            raise ValueError(f"{name} must be uint8 (K, H, W, 3) like mixture {shape}, "
+                             f"got {images.dtype} {images.shape}")
     k, h, w = shape[:3]
     if k == 0:
         raise ValueError("reconstruction_grid_figure needs at least one pair")
@@ -151,7 +155,10 @@ def reconstruction_grid_figure(
 
 
 def metric_bars_figure(metrics: Mapping[str, Mapping], dpi: int = 100) -> Figure:
-    """Test metrics by set, one panel per metric; each model bar stands beside its hatched 'output the mixture' baseline."""
+    """Test metrics by set, one panel per metric.
+
+    Each model bar stands beside its hatched 'output the mixture' baseline.
+    """
     if not metrics:
         raise ValueError("metric_bars_figure needs at least one set")
     names, keys = list(metrics), _metric_keys(metrics)
@@ -168,7 +175,8 @@ def metric_bars_figure(metrics: Mapping[str, Mapping], dpi: int = 100) -> Figure
         baseline = [_value(metrics[n], "baseline", key) for n in names]
         bars = ax.bar(x - bar_w / 2, model, bar_w, color=[colours[n] for n in names], edgecolor="black", linewidth=0.5)
         base = ax.bar(
-            x + bar_w / 2, baseline, bar_w, color="white", edgecolor=[colours[n] for n in names], hatch="////", linewidth=1
+            x + bar_w / 2, baseline, bar_w, color="white", edgecolor=[colours[n] for n in names], hatch="////",
+            linewidth=1
         )
         for container, values in ((bars, model), (base, baseline)):
             ax.bar_label(container, labels=[_format(key, v) for v in values], fontsize=7, padding=1.5, rotation=90)

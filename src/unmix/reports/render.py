@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from unmix.reports import figures
 from unmix.atomic import atomic_directory, write_text_atomically
 from unmix.config import Config
-from unmix.errors import reading
-from unmix.reports.dvc_files import read_history, read_metrics, require_report_inputs
 from unmix.data.subset import PairSet
+from unmix.errors import reading
 from unmix.evaluation.inference import pair_mixture
 from unmix.model.tensors import to_uint8_images
+from unmix.reports import figures
+from unmix.reports.dvc_files import read_history, read_metrics, require_report_inputs
 
 
 def mixtures(pairs: PairSet, mix: str) -> np.ndarray:

@@ -6,9 +6,9 @@ import logging
 import os
 import warnings
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -84,8 +84,8 @@ def load_checkpoint_file(path: Path) -> Separator:
         raise ModelError(f"--model {path}: not an unmix checkpoint (not a PyTorch file)")
     import torch
 
-    from unmix.model.networks import build_model
     from unmix.evaluation.inference import separate_pictures
+    from unmix.model.networks import build_model
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -93,7 +93,8 @@ def load_checkpoint_file(path: Path) -> Separator:
         model = build_model(**config)
         model.load_state_dict(checkpoint["state_dict"])
     except Exception as error:  # noqa: BLE001 - whatever the file is, it is not one of ours
-        raise ModelError(f"--model {path}: not an unmix checkpoint ({first_line(error, getattr(error, 'message', None))})") from None
+        why = first_line(error, getattr(error, "message", None))
+        raise ModelError(f"--model {path}: not an unmix checkpoint ({why})") from None
     model.eval()
     arch, depth = config["arch"], config["depth"]
     return Separator(lambda pictures: separate_pictures(model, pictures, arch, depth), arch, depth,
@@ -114,7 +115,8 @@ def load_registered(uri: str, tracking_uri: str) -> Separator:
             warnings.simplefilter("ignore")
             model = mlflow.pyfunc.load_model(uri)
     except MlflowException as error:
-        raise ModelError(f"--model {uri}: {first_line(error, getattr(error, 'message', None))} (MLflow store {tracking_uri})") from None
+        why = first_line(error, getattr(error, "message", None))
+        raise ModelError(f"--model {uri}: {why} (MLflow store {tracking_uri})") from None
     try:
         config = model.unwrap_python_model().config
     except (AttributeError, MlflowException):

@@ -13,9 +13,9 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import numpy as np
 

@@ -20,9 +20,9 @@ import pwd
 import secrets
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from unmix.errors import UnmixError
 from unmix.services import free_port

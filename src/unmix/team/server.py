@@ -20,8 +20,8 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from unmix.errors import UnmixError
 from unmix.services import stop_process_group, wait_until_answering
@@ -180,7 +180,8 @@ def parser() -> argparse.ArgumentParser:
                         default=os.environ.get("MLFLOW_ARTIFACTS_DESTINATION", str(DEFAULT_DIR / "artifacts")),
                         help="where the server stores artifacts: a folder or s3://, gs://... "
                              "(default: $MLFLOW_ARTIFACTS_DESTINATION, else %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s, this machine only)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="interface to bind (default: %(default)s, this machine only)")
     parser.add_argument("--port", type=int, default=5000, help="port to listen on (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=None, help="server worker processes (default: MLflow's)")
     parser.add_argument("--ready-timeout", type=float, default=READY_TIMEOUT_S, help=argparse.SUPPRESS)

@@ -18,9 +18,9 @@ import re
 import subprocess
 import sys
 import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from unmix.errors import UnmixError
 from unmix.names import SET_TAG
@@ -73,8 +73,8 @@ def run_url(tracking_uri: str, run: RunSummary) -> str | None:
 
 def summary_markdown(name: str, overrides: Sequence[str], runs: Sequence[RunSummary], tracking_uri: str) -> str:
     """A Markdown section: the experiment, its overrides, and a table of its MLflow runs."""
-    lines = [f"### Experiment `{name}`", "",
-             "Overrides: " + (" ".join(f"`{o}`" for o in overrides) if overrides else "none (the committed params)"), ""]
+    shown = " ".join(f"`{o}`" for o in overrides) if overrides else "none (the committed params)"
+    lines = [f"### Experiment `{name}`", "", "Overrides: " + shown, ""]
     if not runs:
         lines.append(f"No MLflow run tagged `{EXP_NAME_TAG}={name}` at {tracking_uri}.")
         return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from unmix.errors import first_line
 from unmix.tracking.spool import Spool

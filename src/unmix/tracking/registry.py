@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from unmix.errors import UnmixError, first_line
 from unmix.names import MODEL_TYPE, SET_TAG
@@ -201,13 +202,12 @@ def register_evaluation(
     import logging
 
     import mlflow
+    from mlflow.exceptions import MlflowException
 
+    from unmix.data.subset import load_subset_meta
     from unmix.evaluation.scoring import flatten_metrics
     from unmix.paths import project_root
-    from unmix.data.subset import load_subset_meta
     from unmix.tracking.tracker import git_commit, resolve_tracking_uri
-
-    from mlflow.exceptions import MlflowException
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     root = project_root(os.environ, Path.cwd())

@@ -10,8 +10,9 @@ and the quality-against-minutes figure is drawn from there.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from unmix.names import SET_TAG
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from unmix.atomic import check_writable
 from unmix.errors import OutputError, UnmixError
@@ -138,7 +139,8 @@ def create_store(uri: str, database: Path) -> None:
             retry_when_locked(lambda: mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1))
     except Exception as error:  # noqa: BLE001 - MLflow and SQLAlchemy raise many types
         text = str(error).strip()
-        raise StoreError(f"{database}: cannot create the MLflow store ({text.splitlines()[0] if text else error!r})") from None
+        why = text.splitlines()[0] if text else repr(error)
+        raise StoreError(f"{database}: cannot create the MLflow store ({why})") from None
 
 
 # MLflow 3 opens an experiment in the view this tag names; ours is model training, not GenAI.

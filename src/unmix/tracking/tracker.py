@@ -15,16 +15,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from unmix.config import DataConfig, SetConfig
-from unmix.tracking.courier import DELIVER_EVERY_S, Courier
 from unmix.errors import UnmixError, first_line
 from unmix.names import SET_TAG
 from unmix.paths import project_root
+from unmix.tracking.courier import DELIVER_EVERY_S, Courier
 from unmix.tracking.spool import SPOOL_DIR_NAME, Spool, describe, note_delivered, read_spool, remove_spool
 from unmix.tracking.store import check_store, open_experiment
 

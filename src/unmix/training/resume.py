@@ -19,9 +19,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from unmix.atomic import atomic_path
 from unmix.config import SetConfig
@@ -174,8 +175,8 @@ class ResumeCheckpoint:
     def digest(self) -> str:
         import torch
 
-        from unmix.model.devices import resolve_device
         from unmix.errors import ConfigError
+        from unmix.model.devices import resolve_device
         from unmix.model.networks import set_model_config
 
         c = self.set_config

@@ -4,9 +4,10 @@ schedule, every RNG state (what a resume checkpoint holds)."""
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
 import random
-from typing import Any, Mapping
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
