@@ -28,12 +28,20 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         relative = path.relative_to(root).as_posix()
         src_uri = Path(*[".."] * len(docs.relative_to(root).parts), relative).as_posix()
         # Published where the same file inside docs/ would be: reports/….png, reports/…/index.html.
-        dest_uri = File(relative, src_dir=None, dest_dir=config.site_dir,
-                        use_directory_urls=config.use_directory_urls).dest_uri
+        dest_uri = File(
+            relative, src_dir=None, dest_dir=config.site_dir, use_directory_urls=config.use_directory_urls
+        ).dest_uri
         # Set here: MkDocs' default exclusions would drop a path starting with '.' (a hidden
         # file). The reports' own pages need no place in the nav.
         inclusion = InclusionLevel.NOT_IN_NAV if path.suffix == ".md" else InclusionLevel.INCLUDED
-        files.append(File(src_uri, src_dir=str(docs), dest_dir=config.site_dir,
-                          use_directory_urls=config.use_directory_urls, dest_uri=dest_uri,
-                          inclusion=inclusion))
+        files.append(
+            File(
+                src_uri,
+                src_dir=str(docs),
+                dest_dir=config.site_dir,
+                use_directory_urls=config.use_directory_urls,
+                dest_uri=dest_uri,
+                inclusion=inclusion,
+            )
+        )
     return files

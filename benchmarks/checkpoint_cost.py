@@ -31,8 +31,9 @@ def stage(script: str, *args: str, cwd: Path) -> str:
     """Run one stage entry point; return its stdout."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "UNMIX_TEST_KILL_AT")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
-    result = subprocess.run([sys.executable, str(REPO / "stages" / script), *args], cwd=cwd, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "stages" / script), *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
     if result.returncode != 0:
         sys.exit(f"{script} failed:\n{result.stdout}{result.stderr}")
     return result.stdout
@@ -43,8 +44,20 @@ def timed_train(params: dict, set_name: str, workdir: Path, data: Path) -> tuple
     params_path = workdir / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     started = time.perf_counter()
-    out = stage("train.py", "--params", str(params_path), "--set", set_name, "--data", str(data),
-                "--model", str(workdir / "model.pt"), "--history", str(workdir / "history.csv"), cwd=workdir)
+    out = stage(
+        "train.py",
+        "--params",
+        str(params_path),
+        "--set",
+        set_name,
+        "--data",
+        str(data),
+        "--model",
+        str(workdir / "model.pt"),
+        "--history",
+        str(workdir / "history.csv"),
+        cwd=workdir,
+    )
     return time.perf_counter() - started, out.strip().splitlines()[-1]
 
 
@@ -55,8 +68,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="a data/subset folder (default: make one)")
     parser.add_argument("--pairs", type=int, default=5, help="alternated on/off pairs (>= 5 for the README figure)")
     parser.add_argument("--epochs", type=int, default=None, help="override the set's epochs (a quicker check)")
-    parser.add_argument("--no-tracking", action="store_true",
-                        help="MLflow off: on a loaded machine the niced tracking worker's start-up dominates")
+    parser.add_argument(
+        "--no-tracking",
+        action="store_true",
+        help="MLflow off: on a loaded machine the niced tracking worker's start-up dominates",
+    )
     args = parser.parse_args()
     import mlflow
 
@@ -76,10 +92,9 @@ def main() -> None:
         times: dict[str, list[float]] = {"on": [], "off": []}
         costs = []
         for pair in range(args.pairs):
-            for mode in (("on", "off") if pair % 2 == 0 else ("off", "on")):
+            for mode in ("on", "off") if pair % 2 == 0 else ("off", "on"):
                 tracking = {**base["tracking"], "uri": f"sqlite:///{store}", "enabled": not args.no_tracking}
-                params = {**base, "tracking": tracking,
-                          "resume": {"checkpoint_every": 1 if mode == "on" else 0}}
+                params = {**base, "tracking": tracking, "resume": {"checkpoint_every": 1 if mode == "on" else 0}}
                 seconds, last = timed_train(params, args.set_name, workdir, data)
                 times[mode].append(seconds)
                 if mode == "on":
@@ -90,12 +105,18 @@ def main() -> None:
     written, size_mib, _ = costs[0]
     inside = statistics.median(seconds for *_, seconds in costs)
     off = statistics.median(times["off"])
-    print(f"set {args.set_name}: {written} checkpoints per training, {size_mib:.1f} MiB each "
-          f"(model, Adam moments, schedule, RNG states, history)")
-    print(f"writing them inside the stage: median {inside:.2f} s, {100 * inside / off:.2f}% of the median "
-          f"train stage without checkpoints ({off:.1f} s)")
-    print(f"train stage on/off ratio over {len(ratios)} alternated pairs: median {statistics.median(ratios):.3f} "
-          f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+    print(
+        f"set {args.set_name}: {written} checkpoints per training, {size_mib:.1f} MiB each "
+        f"(model, Adam moments, schedule, RNG states, history)"
+    )
+    print(
+        f"writing them inside the stage: median {inside:.2f} s, {100 * inside / off:.2f}% of the median "
+        f"train stage without checkpoints ({off:.1f} s)"
+    )
+    print(
+        f"train stage on/off ratio over {len(ratios)} alternated pairs: median {statistics.median(ratios):.3f} "
+        f"(min {min(ratios):.3f}, max {max(ratios):.3f})"
+    )
     print(f"checkpoint cost: {100 * (statistics.median(ratios) - 1):+.1f}% of the train stage")
 
 

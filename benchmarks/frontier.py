@@ -25,8 +25,9 @@ def load_records(reports: Path) -> list[dict]:
     for path in sorted(reports.glob("cifar10*/record.json")):
         record = json.loads(path.read_text())
         metrics = json.loads((path.parent / record["metrics"]).read_text())
-        record.update(psnr=metrics["test"]["best"]["psnr"], baseline=metrics["baseline"]["best"]["psnr"],
-                      folder=path.parent.name)
+        record.update(
+            psnr=metrics["test"]["best"]["psnr"], baseline=metrics["baseline"]["best"]["psnr"], folder=path.parent.name
+        )
         records.append(record)
     return records
 
@@ -47,19 +48,40 @@ def main() -> None:
     series = sorted({r["series"] for r in cpu}, key=lambda name: -max(r["psnr"] for r in cpu if r["series"] == name))
     for name, color in zip(series, ("tab:blue", "tab:gray", "tab:purple", "tab:orange")):
         rows = [r for r in cpu if r["series"] == name]
-        ax.plot([r["train_minutes"] for r in rows], [r["psnr"] for r in rows], "o-", color=color,
-                label=f"CPU, 2 cores: {name}")
+        ax.plot(
+            [r["train_minutes"] for r in rows],
+            [r["psnr"] for r in rows],
+            "o-",
+            color=color,
+            label=f"CPU, 2 cores: {name}",
+        )
         for r in rows:
-            ax.annotate(f"{r['psnr']:.2f}", (r["train_minutes"], r["psnr"]), textcoords="offset points",
-                        xytext=(0, 7), ha="center", fontsize=8, color=color)
+            ax.annotate(
+                f"{r['psnr']:.2f}",
+                (r["train_minutes"], r["psnr"]),
+                textcoords="offset points",
+                xytext=(0, 7),
+                ha="center",
+                fontsize=8,
+                color=color,
+            )
     for r in others:
         marker, color = ("*", "tab:red") if r["device"] != "cpu" else ("s", "tab:gray")
-        ax.plot(r["train_minutes"], r["psnr"], marker, color=color, markersize=11 if marker == "*" else 7,
-                label=r["label"])
-        ax.annotate(f"{r['psnr']:.2f}", (r["train_minutes"], r["psnr"]), textcoords="offset points", xytext=(8, -3),
-                    fontsize=8)
-    ax.plot(list(GOALS), list(GOALS.values()), "_", color="tab:green", markersize=22, markeredgewidth=2,
-            label="goals at 5, 15, 60 min (CPU)")
+        ax.plot(
+            r["train_minutes"], r["psnr"], marker, color=color, markersize=11 if marker == "*" else 7, label=r["label"]
+        )
+        ax.annotate(
+            f"{r['psnr']:.2f}", (r["train_minutes"], r["psnr"]), textcoords="offset points", xytext=(8, -3), fontsize=8
+        )
+    ax.plot(
+        list(GOALS),
+        list(GOALS.values()),
+        "_",
+        color="tab:green",
+        markersize=22,
+        markeredgewidth=2,
+        label="goals at 5, 15, 60 min (CPU)",
+    )
     ax.axhline(records[0]["baseline"], color="black", linestyle=":", linewidth=1, label="output the mixture")
     ax.set_xscale("log")
     ax.set_xticks([1, 2, 5, 10, 15, 30, 60])
@@ -73,8 +95,10 @@ def main() -> None:
     out = REPO / "reports" / "frontier.png"
     fig.savefig(out)
     for r in sorted(records, key=lambda r: r["train_minutes"]):
-        print(f"{r['folder']:24s} {r['device']:5s} {r['train_minutes']:6.1f} min  {r['psnr']:.2f} dB  "
-              f"{r.get('series', '')}")
+        print(
+            f"{r['folder']:24s} {r['device']:5s} {r['train_minutes']:6.1f} min  {r['psnr']:.2f} dB  "
+            f"{r.get('series', '')}"
+        )
     print(f"wrote {out.relative_to(REPO)}")
 
 

@@ -52,8 +52,15 @@ from unmix.training.losses import LOSSES
 PART_BYTES = 15 * 2**20
 MIX, LOSS = "mean", "pit"  # the protocol's mix and the `best` set's loss
 # Dense bf16 tensor-core peaks from NVIDIA's data sheets (FLOP/s), by device-name fragment.
-BF16_PEAKS = {"H200": 989.4e12, "H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12, "H100 NVL": 835.5e12,
-              "H100 PCIe": 756.5e12, "H100": 756.5e12, "A100": 312e12}
+BF16_PEAKS = {
+    "H200": 989.4e12,
+    "H100 SXM": 989.4e12,
+    "H100 80GB HBM3": 989.4e12,
+    "H100 NVL": 835.5e12,
+    "H100 PCIe": 756.5e12,
+    "H100": 756.5e12,
+    "A100": 312e12,
+}
 
 
 def pack(subset: Path, out: Path, n_train: int, seed: int) -> None:
@@ -139,8 +146,14 @@ def record(subset: Path, eval_outputs: Path, reports: Path, name: str, n_pairs: 
         pairs = PairSet(test["a"][:n_pairs], test["b"][:n_pairs])
         output_1, output_2 = outputs["output_1"][:n_pairs], outputs["output_2"][:n_pairs]
     metrics = {name: read_metrics(reports / name / "metrics.json")}
-    grid = figures.reconstruction_grid_figure(to_uint8_images(pair_mixture(pairs, MIX)), pairs.a, pairs.b,
-                                              output_1, output_2, title=f"{name}: test pairs ({MIX} mix)")
+    grid = figures.reconstruction_grid_figure(
+        to_uint8_images(pair_mixture(pairs, MIX)),
+        pairs.a,
+        pairs.b,
+        output_1,
+        output_2,
+        title=f"{name}: test pairs ({MIX} mix)",
+    )
     figures.save_figure(grid, reports / "figures" / f"reconstructions_{name}.png")
     (reports / "summary.md").write_text("# unmix: test metrics of the GPU run\n\n" + figures.summary_markdown(metrics))
     print(f"record: {reports / 'figures' / f'reconstructions_{name}.png'}, {reports / 'summary.md'}")
@@ -183,10 +196,12 @@ def train(args: argparse.Namespace) -> None:
         ema.update_parameters(model)
         return loss.detach()
 
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
-          f"torch {torch.__version__}, {len(images)} training images, unet width {args.width} depth {args.depth}, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, batch {args.batch_size} images",
-          flush=True)
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
+        f"torch {torch.__version__}, {len(images)} training images, unet width {args.width} depth {args.depth}, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, batch {args.batch_size} images",
+        flush=True,
+    )
 
     # FLOPs of one training step (forward + backward), counted eagerly on the real batch shape.
     generator.manual_seed(args.seed)
@@ -204,8 +219,9 @@ def train(args: argparse.Namespace) -> None:
             step(state, *next(batches), step_model)
         sync(device)
     except Exception as error:  # noqa: BLE001 - a compiler failure costs speed, not the run
-        print(f"compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); training eagerly",
-              flush=True)
+        print(
+            f"compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); training eagerly", flush=True
+        )
         step_model = model
         for _ in range(args.warmup_steps):
             step(state, *next(batches), step_model)
@@ -217,8 +233,11 @@ def train(args: argparse.Namespace) -> None:
     sync(device)
     step_s = (time.perf_counter() - started) / args.timing_steps
     total_steps = max(1, int(args.minutes * 60 / step_s))
-    print(f"warm-up and compile {compile_s:.1f} s; {step_s * 1e3:.2f} ms per step → {total_steps} steps "
-          f"for {args.minutes} min", flush=True)
+    print(
+        f"warm-up and compile {compile_s:.1f} s; {step_s * 1e3:.2f} ms per step → {total_steps} steps "
+        f"for {args.minutes} min",
+        flush=True,
+    )
 
     # The real training: initial weights again, fresh optimizer, schedule and batch stream.
     model.load_state_dict(initial)
@@ -235,8 +254,11 @@ def train(args: argparse.Namespace) -> None:
         since_report += 1
         if index % report_every == 0 or index == total_steps:
             elapsed = time.perf_counter() - started  # the .item() below syncs, so this is honest
-            print(f"step {index}/{total_steps}: train/l1 {float(loss_sum) / since_report:.4f}, "
-                  f"{elapsed:.0f} s, {index * args.batch_size / elapsed:,.0f} images/s", flush=True)
+            print(
+                f"step {index}/{total_steps}: train/l1 {float(loss_sum) / since_report:.4f}, "
+                f"{elapsed:.0f} s, {index * args.batch_size / elapsed:,.0f} images/s",
+                flush=True,
+            )
             loss_sum.zero_()
             since_report = 0
     sync(device)
@@ -253,26 +275,43 @@ def train(args: argparse.Namespace) -> None:
     files = {}
     for name, net in (("gpu_raw", model), ("gpu_ema", ema.module)):
         state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in net.state_dict().items()}
-        checkpoint = {"model_config": config, "state_dict": state,
-                      "metadata": {"set_name": name, "source": "benchmarks/gpu_train.py"}}
+        checkpoint = {
+            "model_config": config,
+            "state_dict": state,
+            "metadata": {"set_name": name, "source": "benchmarks/gpu_train.py"},
+        }
         files[name] = save_parts(checkpoint, args.out, name)
     summary = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__, "train_images": len(images), "width": args.width, "depth": args.depth,
-        "batch_size_images": args.batch_size, "lr": args.lr, "ema_decay": args.ema_decay,
+        "torch": torch.__version__,
+        "train_images": len(images),
+        "width": args.width,
+        "depth": args.depth,
+        "batch_size_images": args.batch_size,
+        "lr": args.lr,
+        "ema_decay": args.ema_decay,
         "compiled": step_model is not model,
-        "steps": total_steps, "train_seconds": train_s, "compile_seconds": compile_s,
-        "images_per_second": images_per_s, "pairs_per_second": images_per_s / 2,
-        "flops_per_step": flops_per_step, "achieved_flops": achieved,
-        "bf16_peak_datasheet": sheet, "bf16_matmul_measured": measured,
-        "share_of_datasheet_peak": achieved / sheet if sheet else None, "share_of_measured_matmul": achieved / measured,
-        "validation": scores, "files": files,
+        "steps": total_steps,
+        "train_seconds": train_s,
+        "compile_seconds": compile_s,
+        "images_per_second": images_per_s,
+        "pairs_per_second": images_per_s / 2,
+        "flops_per_step": flops_per_step,
+        "achieved_flops": achieved,
+        "bf16_peak_datasheet": sheet,
+        "bf16_matmul_measured": measured,
+        "share_of_datasheet_peak": achieved / sheet if sheet else None,
+        "share_of_measured_matmul": achieved / measured,
+        "validation": scores,
+        "files": files,
     }
     (args.out / "gpu_summary.json").write_text(json.dumps(summary, indent=2))
     peak_text = f"{achieved / sheet:.1%} of the data-sheet bf16 peak ({sheet / 1e12:.0f} TFLOP/s), " if sheet else ""
-    print(f"trained {total_steps} steps in {train_s:.1f} s: {images_per_s:,.0f} training images/s "
-          f"({images_per_s / 2:,.0f} pairs/s); {achieved / 1e12:.1f} TFLOP/s = {peak_text}"
-          f"{achieved / measured:.1%} of the best bf16 matmul measured here ({measured / 1e12:.0f} TFLOP/s)")
+    print(
+        f"trained {total_steps} steps in {train_s:.1f} s: {images_per_s:,.0f} training images/s "
+        f"({images_per_s / 2:,.0f} pairs/s); {achieved / 1e12:.1f} TFLOP/s = {peak_text}"
+        f"{achieved / measured:.1%} of the best bf16 matmul measured here ({measured / 1e12:.0f} TFLOP/s)"
+    )
     for name, score in scores.items():
         print(f"{name}: valid/l1 {score['valid/l1']:.4f}, valid/psnr {score['valid/psnr']:.2f} dB")
 

@@ -48,8 +48,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    status = subprocess.run(["dvc", "status", "--quiet"], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "PATH": path})
+    status = subprocess.run(
+        ["dvc", "status", "--quiet"], cwd=REPO, capture_output=True, text=True, env={**os.environ, "PATH": path}
+    )
     if status.returncode != 0:
         raise SystemExit("the pipeline is not up to date: run `dvc repro` first, then measure the no-op")
     print(f"median of {args.repeats} runs each")

@@ -48,8 +48,10 @@ def main() -> None:
 
     set_config = load_config(args.params).set(args.set_name)
     subsets = benchmark_subsets(args.source, args.images, args.n_train, 64)
-    print(f"CPU capability: {torch.backends.cpu.get_cpu_capability()}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; set {args.set_name}, {args.n_train} images, one epoch each")
+    print(
+        f"CPU capability: {torch.backends.cpu.get_cpu_capability()}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; set {args.set_name}, {args.n_train} images, one epoch each"
+    )
     timed_epoch(set_config, subsets, "bf16")  # warm-up: oneDNN builds its kernels on first use
     ratios, losses = [], {}
     for pair in range(1, args.pairs + 1):
@@ -57,11 +59,15 @@ def main() -> None:
         for precision in ("fp32", "bf16") if pair % 2 else ("bf16", "fp32"):
             seconds[precision], losses[precision] = timed_epoch(set_config, subsets, precision)
         ratios.append(seconds["fp32"] / seconds["bf16"])
-        print(f"pair {pair}: fp32 {seconds['fp32']:.2f} s, bf16 {seconds['bf16']:.2f} s, speedup {ratios[-1]:.3f}",
-              flush=True)
+        print(
+            f"pair {pair}: fp32 {seconds['fp32']:.2f} s, bf16 {seconds['bf16']:.2f} s, speedup {ratios[-1]:.3f}",
+            flush=True,
+        )
     print(f"final train L1: fp32 {losses['fp32']:.6f}, bf16 {losses['bf16']:.6f}")
-    print(f"bf16 speedup over fp32, median of {len(ratios)} alternated pairs: {statistics.median(ratios):.3f} "
-          f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+    print(
+        f"bf16 speedup over fp32, median of {len(ratios)} alternated pairs: {statistics.median(ratios):.3f} "
+        f"(min {min(ratios):.3f}, max {max(ratios):.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -31,14 +31,33 @@ def timed_train(params: dict, set_name: str, workdir: Path, data: Path) -> tuple
     """Wall seconds of one train-stage process tree with these params, and its final train loss."""
     params_path = workdir / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "UNMIX_TEST_KILL_AT", "OMP_NUM_THREADS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "UNMIX_TEST_KILL_AT", "OMP_NUM_THREADS")
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, str(REPO / "stages" / "train.py"), "--params", str(params_path), "--set", set_name,
-         "--data", str(data), "--model", str(workdir / "model.pt"), "--history", str(workdir / "history.csv")],
-        cwd=workdir, env=env, capture_output=True, text=True)
+        [
+            sys.executable,
+            str(REPO / "stages" / "train.py"),
+            "--params",
+            str(params_path),
+            "--set",
+            set_name,
+            "--data",
+            str(data),
+            "--model",
+            str(workdir / "model.pt"),
+            "--history",
+            str(workdir / "history.csv"),
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"train failed:\n{result.stdout}{result.stderr}")
@@ -67,20 +86,28 @@ def main() -> None:
         times: dict[int, list[float]] = {n: [] for n in counts}
         losses: dict[int, float] = {}
         for pair in range(args.pairs):
-            for processes in (counts if pair % 2 == 0 else counts[::-1]):
-                params = {**base, "tracking": {**base["tracking"], "uri": f"sqlite:///{store}"},
-                          "distributed": {"processes": processes}}
+            for processes in counts if pair % 2 == 0 else counts[::-1]:
+                params = {
+                    **base,
+                    "tracking": {**base["tracking"], "uri": f"sqlite:///{store}"},
+                    "distributed": {"processes": processes},
+                }
                 seconds, losses[processes] = timed_train(params, args.set_name, workdir, args.data.resolve())
                 times[processes].append(seconds)
-                print(f"pair {pair + 1}, {processes} process{'es' if processes > 1 else ''}: {seconds:6.1f} s",
-                      flush=True)
+                print(
+                    f"pair {pair + 1}, {processes} process{'es' if processes > 1 else ''}: {seconds:6.1f} s", flush=True
+                )
     speedups = [one / many for one, many in zip(times[1], times[args.processes])]
-    print(f"set {args.set_name}, {os.cpu_count()} cores: median train stage 1 process "
-          f"{statistics.median(times[1]):.1f} s, {args.processes} processes "
-          f"{statistics.median(times[args.processes]):.1f} s")
+    print(
+        f"set {args.set_name}, {os.cpu_count()} cores: median train stage 1 process "
+        f"{statistics.median(times[1]):.1f} s, {args.processes} processes "
+        f"{statistics.median(times[args.processes]):.1f} s"
+    )
     print(f"final train/l1: 1 process {losses[1]:.4f}, {args.processes} processes {losses[args.processes]:.4f}")
-    print(f"speedup of {args.processes} processes over 1, {len(speedups)} alternated pairs: median "
-          f"{statistics.median(speedups):.3f} (min {min(speedups):.3f}, max {max(speedups):.3f})")
+    print(
+        f"speedup of {args.processes} processes over 1, {len(speedups)} alternated pairs: median "
+        f"{statistics.median(speedups):.3f} (min {min(speedups):.3f}, max {max(speedups):.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -80,10 +80,25 @@ def stage_peak_memory(workdir: Path, subset: Path, set_name: str) -> tuple[float
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "stages" / "train.py"), "--params", str(workdir / "params.yaml"),
-         "--set", set_name, "--data", str(subset), "--model", str(workdir / "model.pt"),
-         "--history", str(workdir / "history.csv")],
-        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            str(REPO / "stages" / "train.py"),
+            "--params",
+            str(workdir / "params.yaml"),
+            "--set",
+            set_name,
+            "--data",
+            str(subset),
+            "--model",
+            str(workdir / "model.pt"),
+            "--history",
+            str(workdir / "history.csv"),
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     peak_total, stage_hwm = 0, 0
     done = threading.Event()
@@ -130,23 +145,34 @@ def main() -> None:
     config = load_config(args.params)
     set_config = config.set(args.set_name)
     n_valid = config.data.n_valid
-    data = DataConfig(source="shapes", shapes_train=args.large + n_valid, shapes_test=config.data.n_test,
-                      n_train=args.large, n_valid=n_valid, n_test=config.data.n_test)
+    data = DataConfig(
+        source="shapes",
+        shapes_train=args.large + n_valid,
+        shapes_test=config.data.n_test,
+        n_train=args.large,
+        n_valid=n_valid,
+        n_test=config.data.n_test,
+    )
     train_split, test_split = acquire_images(data, REPO)
     large = draw_subsets(train_split, test_split, args.large, n_valid, data.n_test, data.seed)
     small = draw_subsets(train_split, test_split, args.small, n_valid, data.n_test, data.seed)
     # About the same number of steps at both sizes.
     small_epochs = max(1, round(args.large_epochs * args.large / args.small))
-    print(f"set {args.set_name}: {args.small} images x {small_epochs} epochs vs {args.large} images x "
-          f"{args.large_epochs} epochs (shapes), batch {set_config.batch_size}", flush=True)
+    print(
+        f"set {args.set_name}: {args.small} images x {small_epochs} epochs vs {args.large} images x "
+        f"{args.large_epochs} epochs (shapes), batch {set_config.batch_size}",
+        flush=True,
+    )
     rates: dict[int, list[float]] = {args.small: [], args.large: []}
     for _ in range(args.repeats):
         for size, subsets, epochs in ((args.small, small, small_epochs), (args.large, large, args.large_epochs)):
             rates[size].append(throughput(set_config, subsets, epochs))
             print(f"  {size:6d} images: {rates[size][-1]:.1f} pairs/s", flush=True)
     best_small, best_large = max(rates[args.small]), max(rates[args.large])
-    print(f"throughput (best of {args.repeats}): {best_small:.1f} pairs/s at {args.small}, {best_large:.1f} at "
-          f"{args.large}; ratio large/small {best_large / best_small:.3f}")
+    print(
+        f"throughput (best of {args.repeats}): {best_small:.1f} pairs/s at {args.small}, {best_large:.1f} at "
+        f"{args.large}; ratio large/small {best_large / best_small:.3f}"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -162,8 +188,10 @@ def main() -> None:
         (workdir / "params.yaml").write_text(yaml.safe_dump(params))
         shutil.rmtree(workdir / "mlartifacts", ignore_errors=True)
         stage_mib, total_mib, seconds = stage_peak_memory(workdir, subset_dir, args.set_name)
-    print(f"train stage at {args.large} images ({args.large_epochs} epoch, MLflow on): {seconds:.1f} s, "
-          f"peak memory {stage_mib:.0f} MiB (stage process VmHWM), {total_mib:.0f} MiB PSS with its tracking worker")
+    print(
+        f"train stage at {args.large} images ({args.large_epochs} epoch, MLflow on): {seconds:.1f} s, "
+        f"peak memory {stage_mib:.0f} MiB (stage process VmHWM), {total_mib:.0f} MiB PSS with its tracking worker"
+    )
 
 
 if __name__ == "__main__":

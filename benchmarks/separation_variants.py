@@ -46,10 +46,13 @@ class PixelShuffleUNet(nn.Module):
         super().__init__()
         channels = [width * 2**level for level in range(depth + 1)]
         self.stem = _conv_block(12, channels[0])
-        self.down = nn.ModuleList(nn.Sequential(_conv_bn_relu(c_in, c_out, stride=2), _conv_bn_relu(c_out, c_out))
-                                  for c_in, c_out in zip(channels, channels[1:]))
-        self.up = nn.ModuleList(nn.ConvTranspose2d(c_out, c_in, 2, stride=2)
-                                for c_in, c_out in zip(channels, channels[1:]))
+        self.down = nn.ModuleList(
+            nn.Sequential(_conv_bn_relu(c_in, c_out, stride=2), _conv_bn_relu(c_out, c_out))
+            for c_in, c_out in zip(channels, channels[1:])
+        )
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(c_out, c_in, 2, stride=2) for c_in, c_out in zip(channels, channels[1:])
+        )
         self.fuse = nn.ModuleList(_conv_block(2 * c, c) for c in channels[:-1])
         self.head = nn.Conv2d(channels[0], 24, 3, padding=1)  # 2 images x 3 channels x 2x2 pixels
 
@@ -67,9 +70,11 @@ class PixelShuffleUNet(nn.Module):
 
 def cheaper_assignment(per_image: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
     """A loss: per pair, the sum of `per_image` under the cheaper output-to-image assignment, averaged."""
+
     def loss(out_1, out_2, a, b):
         direct = per_image(out_1, a) + per_image(out_2, b)
         return torch.minimum(direct, per_image(out_1, b) + per_image(out_2, a)).mean()
+
     return loss
 
 
@@ -91,8 +96,11 @@ class Variant:
         return ConsistentSeparator(separator, "mean")
 
 
-LOSSES = {"l1": permutation_invariant_l1, "mse": cheaper_assignment(per_image_mse),
-          "logmse": cheaper_assignment(five_log10_mse)}
+LOSSES = {
+    "l1": permutation_invariant_l1,
+    "mse": cheaper_assignment(per_image_mse),
+    "logmse": cheaper_assignment(five_log10_mse),
+}
 VARIANTS = {
     "unet_l1": Variant("unet", 32, 3, "l1", 2e-3),  # the `best` set
     "unet_mse": Variant("unet", 32, 3, "mse", 2e-3),
@@ -104,8 +112,9 @@ VARIANTS = {
 }
 
 
-def train_for(variant: Variant, train: torch.Tensor, seconds: float, batch_size: int,
-              seed: int) -> tuple[nn.Module, int]:
+def train_for(
+    variant: Variant, train: torch.Tensor, seconds: float, batch_size: int, seed: int
+) -> tuple[nn.Module, int]:
     """A fresh model of `variant` trained for about `seconds`; returns it and its step count."""
     loss_fn = LOSSES[variant.loss]
     generator = torch.Generator().manual_seed(seed)
@@ -153,8 +162,11 @@ def main() -> None:
     valid_a, valid_b = normalise(to_channels_first(subsets.valid.a)), normalise(to_channels_first(subsets.valid.b))
     valid_mixture = mean(valid_a, valid_b)
     baseline, _ = best_psnr_and_seed_l1(*trivial_separation(valid_mixture, "mean"), valid_a, valid_b)
-    print(f"data: {args.source}, {len(train)} train images, {len(valid_a)} validation pairs; "
-          f"{args.minutes:g} minutes per variant; trivial baseline PSNR {float(baseline.mean()):.2f} dB", flush=True)
+    print(
+        f"data: {args.source}, {len(train)} train images, {len(valid_a)} validation pairs; "
+        f"{args.minutes:g} minutes per variant; trivial baseline PSNR {float(baseline.mean()):.2f} dB",
+        flush=True,
+    )
     scores = {}
     for name in args.variants:
         started = time.perf_counter()
@@ -162,8 +174,11 @@ def main() -> None:
         minutes = (time.perf_counter() - started) / 60
         psnr, seed_l1 = best_psnr_and_seed_l1(*separate(model, valid_mixture), valid_a, valid_b)
         scores[name] = float(psnr.mean())
-        print(f"{name}: {VARIANTS[name]}, {steps} steps, {minutes:.1f} min with warm-up: "
-              f"PSNR {scores[name]:.2f} dB, seed L1 {float(seed_l1.mean()):.4f}", flush=True)
+        print(
+            f"{name}: {VARIANTS[name]}, {steps} steps, {minutes:.1f} min with warm-up: "
+            f"PSNR {scores[name]:.2f} dB, seed L1 {float(seed_l1.mean()):.4f}",
+            flush=True,
+        )
     best = max(scores, key=scores.get)
     spread = max(scores.values()) - min(scores.values())
     print(f"best variant: {best} at {scores[best]:.2f} dB; spread of all {spread:.2f} dB")

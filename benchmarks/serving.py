@@ -55,8 +55,14 @@ def register_fresh_model(set_name: str, params: Path, folder: Path) -> tuple[str
     with mlflow.start_run(experiment_id=experiment) as run:
         log_separator(model, set_model_config(set_config))
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    register_run_model(client, run_id=run.info.run_id, set_name=set_name, test_metrics={"test/best/psnr": 0.0},
-                       digest="benchmark", commit=None)
+    register_run_model(
+        client,
+        run_id=run.info.run_id,
+        set_name=set_name,
+        test_metrics={"test/best/psnr": 0.0},
+        digest="benchmark",
+        commit=None,
+    )
     return f"models:/unmix-{set_name}@champion", uri
 
 
@@ -71,8 +77,9 @@ def timed(function, repeats: int) -> list[float]:
 
 def describe(times: list[float], unit: float = 1.0, name: str = "s") -> str:
     scaled = [t * unit for t in times]
-    return (f"median {statistics.median(scaled):.1f} {name} "
-            f"(min {min(scaled):.1f}, max {max(scaled):.1f}, n={len(scaled)})")
+    return (
+        f"median {statistics.median(scaled):.1f} {name} (min {min(scaled):.1f}, max {max(scaled):.1f}, n={len(scaled)})"
+    )
 
 
 def main() -> None:
@@ -100,13 +107,16 @@ def main() -> None:
         env = {**os.environ, "MLFLOW_TRACKING_URI": store, "MLFLOW_REGISTRY_URI": store}
         loads = []
         for _ in range(args.loads):
-            loaded = subprocess.run([sys.executable, "-c", LOAD_SCRIPT.format(uri=uri)], env=env, cwd=tmp,
-                                    capture_output=True, text=True)
+            loaded = subprocess.run(
+                [sys.executable, "-c", LOAD_SCRIPT.format(uri=uri)], env=env, cwd=tmp, capture_output=True, text=True
+            )
             if loaded.returncode != 0:
                 sys.exit(f"loading {uri} in a fresh process failed:\n{loaded.stderr[-3000:]}")
             loads.append(json.loads(loaded.stdout.strip().splitlines()[-1]))
-        print(f"load by alias, fresh process: import mlflow {describe([load['imports'] for load in loads])}; "
-              f"load_model {describe([load['load'] for load in loads])}")
+        print(
+            f"load by alias, fresh process: import mlflow {describe([load['imports'] for load in loads])}; "
+            f"load_model {describe([load['load'] for load in loads])}"
+        )
 
         mlflow.set_tracking_uri(store)
         model = mlflow.pyfunc.load_model(uri)
@@ -117,8 +127,10 @@ def main() -> None:
         one_times = timed(lambda: model.predict(one), args.repeats)
         print(f"separate one 32×32 picture (predict): {describe(one_times, 1e3, 'ms')}")
         batch_times = timed(lambda: model.predict(batch), 3)
-        print(f"separate {args.batch} 32×32 pictures (predict): {describe(batch_times)}; "
-              f"{args.batch / statistics.median(batch_times):.0f} pictures/s")
+        print(
+            f"separate {args.batch} 32×32 pictures (predict): {describe(batch_times)}; "
+            f"{args.batch / statistics.median(batch_times):.0f} pictures/s"
+        )
 
         with served_model(uri, store) as url:
             invoke(url, one)  # the server's first request

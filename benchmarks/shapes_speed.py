@@ -71,10 +71,15 @@ def main() -> None:
             else:
                 seconds[kind] = timed(args.images, pair)
         ratios.append(seconds["portable"] / seconds["numpy"])
-        print(f"pair {pair}: portable {seconds['portable']:.2f} s, numpy {seconds['numpy']:.2f} s, "
-              f"slowdown {ratios[-1]:.3f}", flush=True)
-    print(f"portable math costs {statistics.median(ratios):.3f}x numpy's kernels "
-          f"(min {min(ratios):.3f}, max {max(ratios):.3f}; {args.images} images a run)")
+        print(
+            f"pair {pair}: portable {seconds['portable']:.2f} s, numpy {seconds['numpy']:.2f} s, "
+            f"slowdown {ratios[-1]:.3f}",
+            flush=True,
+        )
+    print(
+        f"portable math costs {statistics.median(ratios):.3f}x numpy's kernels "
+        f"(min {min(ratios):.3f}, max {max(ratios):.3f}; {args.images} images a run)"
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,12 @@ def main() -> None:
     parser.add_argument("--seed-set", default="seed")
     parser.add_argument("--seed-epochs", type=int, default=1201, help="A's budget: the notebook's 1201")
     parser.add_argument("--fast-set", default="best", help="B: the set that reaches quality fastest")
-    parser.add_argument("--fast-epochs", type=int, default=None,
-                        help="B's schedule length in epochs (default: the set's own); B stops earlier")
+    parser.add_argument(
+        "--fast-epochs",
+        type=int,
+        default=None,
+        help="B's schedule length in epochs (default: the set's own); B stops earlier",
+    )
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     args = parser.parse_args()
     device = resolve_device(args.device, name="--device")
@@ -82,15 +86,21 @@ def main() -> None:
     seed_set = dataclasses.replace(config.set(args.seed_set), epochs=args.seed_epochs, validate_every=50)
     fast_set = config.set(args.fast_set)
     # Same mix as A, so both are judged on identical validation mixtures.
-    fast_set = dataclasses.replace(fast_set, mix=seed_set.mix, epochs=args.fast_epochs or fast_set.epochs,
-                                   validate_every=args.fast_epochs or fast_set.epochs)
+    fast_set = dataclasses.replace(
+        fast_set,
+        mix=seed_set.mix,
+        epochs=args.fast_epochs or fast_set.epochs,
+        validate_every=args.fast_epochs or fast_set.epochs,
+    )
     subsets = benchmark_subsets(args.source, args.images, args.n_train, args.n_valid)
-    print(f"data: {args.source} {args.images if args.source == 'imagefolder' else ''}, "
-          f"{len(subsets.train)} train images, {len(subsets.valid)} validation pairs, mix {seed_set.mix}; "
-          f"torch {torch.__version__} on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
-          f"{torch.get_num_threads()} threads", flush=True)
-    baseline = quality(*trivial_separation(pair_mixture(subsets.valid, seed_set.mix), seed_set.mix),
-                       subsets.valid)
+    print(
+        f"data: {args.source} {args.images if args.source == 'imagefolder' else ''}, "
+        f"{len(subsets.train)} train images, {len(subsets.valid)} validation pairs, mix {seed_set.mix}; "
+        f"torch {torch.__version__} on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
+        f"{torch.get_num_threads()} threads",
+        flush=True,
+    )
+    baseline = quality(*trivial_separation(pair_mixture(subsets.valid, seed_set.mix), seed_set.mix), subsets.valid)
     print(f"trivial baseline (mixture as both outputs): {baseline}", flush=True)
 
     print(f"A: set {args.seed_set!r} ({seed_set.arch}, {seed_set.loss} loss), {seed_set.epochs} epochs ...", flush=True)
@@ -110,8 +120,11 @@ def main() -> None:
             reached.append((result.epoch, elapsed, now))
             raise QualityReached
 
-    print(f"B: set {args.fast_set!r} ({fast_set.arch} w{fast_set.width} d{fast_set.depth}, "
-          f"{fast_set.loss} loss, consistency {fast_set.consistency}), up to {fast_set.epochs} epochs ...", flush=True)
+    print(
+        f"B: set {args.fast_set!r} ({fast_set.arch} w{fast_set.width} d{fast_set.depth}, "
+        f"{fast_set.loss} loss, consistency {fast_set.consistency}), up to {fast_set.epochs} epochs ...",
+        flush=True,
+    )
     from unmix.training.loop import TrainingHooks
 
     started = time.perf_counter()

@@ -39,9 +39,25 @@ def timed_train(params: dict, set_name: str, workdir: Path, data: Path) -> tuple
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
     cpu_before, started = children_cpu_seconds(), time.perf_counter()
     subprocess.run(
-        [sys.executable, str(REPO / "stages" / "train.py"), "--params", str(params_path), "--set", set_name,
-         "--data", str(data), "--model", str(workdir / "model.pt"), "--history", str(workdir / "history.csv")],
-        check=True, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(REPO / "stages" / "train.py"),
+            "--params",
+            str(params_path),
+            "--set",
+            set_name,
+            "--data",
+            str(data),
+            "--model",
+            str(workdir / "model.pt"),
+            "--history",
+            str(workdir / "history.csv"),
+        ],
+        check=True,
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     return time.perf_counter() - started, children_cpu_seconds() - cpu_before
 
@@ -69,8 +85,11 @@ def main() -> None:
         for pair in range(args.repeats):
             # Which goes first alternates: a machine that slows down or speeds up during the
             # run then weighs on both sides alike.
-            for mode in (("on", "off") if pair % 2 == 0 else ("off", "on")):
-                params = {**base, "tracking": {**base["tracking"], "enabled": mode == "on", "uri": f"sqlite:///{store}"}}
+            for mode in ("on", "off") if pair % 2 == 0 else ("off", "on"):
+                params = {
+                    **base,
+                    "tracking": {**base["tracking"], "enabled": mode == "on", "uri": f"sqlite:///{store}"},
+                }
                 seconds, cpu_seconds = timed_train(params, args.set_name, workdir, args.data.resolve())
                 wall[mode].append(seconds)
                 cpu[mode].append(cpu_seconds)
@@ -80,10 +99,13 @@ def main() -> None:
     pair_ratios = [a / b for a, b in zip(wall["on"], wall["off"])]
     cpu_on, cpu_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
     print(f"median train-stage time: tracking on {on:.1f} s, off {off:.1f} s")
-    print(f"median CPU time (stage and worker): tracking on {cpu_on:.1f} s, off {cpu_off:.1f} s "
-          f"({100 * (cpu_on - cpu_off) / cpu_off:+.1f}%)")
-    print(f"pair ratios on/off: {' '.join(f'{r:.3f}' for r in pair_ratios)}; "
-          f"median {statistics.median(pair_ratios):.3f}")
+    print(
+        f"median CPU time (stage and worker): tracking on {cpu_on:.1f} s, off {cpu_off:.1f} s "
+        f"({100 * (cpu_on - cpu_off) / cpu_off:+.1f}%)"
+    )
+    print(
+        f"pair ratios on/off: {' '.join(f'{r:.3f}' for r in pair_ratios)}; median {statistics.median(pair_ratios):.3f}"
+    )
     print(f"tracking overhead: {100 * (on - off) / off:+.1f}% of the untracked train-stage time")
 
 

@@ -65,8 +65,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, n: int
     return 2 * n**3 / best / 1e9
 
 
-def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, mix: str,
-                  loss: str) -> None:
+def training_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, mix: str, loss: str
+) -> None:
     """One step of unmix's loop on a float batch: mix halves, forward, loss, backward, update."""
     half = len(images) // 2
     a, b = images[:half], images[half : 2 * half]
@@ -114,8 +115,9 @@ class EpochPermutation(Sampler[int]):
         return iter(torch.randperm(self.n, generator=self.generator).tolist())
 
 
-def operator_shares(set_config: SetConfig, images: torch.Tensor, device: torch.device,
-                    steps: int = 5) -> dict[str, float]:
+def operator_shares(
+    set_config: SetConfig, images: torch.Tensor, device: torch.device, steps: int = 5
+) -> dict[str, float]:
     """Share of the training step's self time by kind of operator (torch.profiler, `steps` steps)."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -129,13 +131,17 @@ def operator_shares(set_config: SetConfig, images: torch.Tensor, device: torch.d
         for _ in range(steps):
             training_step(model, optimizer, batch, set_config.mix, set_config.loss)
         synchronize(device)
-    kinds = {"convolution": ("conv", "mkldnn"), "batch norm": ("batch_norm",),
-             "optimizer": ("adam", "_foreach", "addcmul", "addcdiv", "lerp", "sqrt")}
+    kinds = {
+        "convolution": ("conv", "mkldnn"),
+        "batch norm": ("batch_norm",),
+        "optimizer": ("adam", "_foreach", "addcmul", "addcdiv", "lerp", "sqrt"),
+    }
     shares: dict[str, float] = {}
     for event in profiler.key_averages():
         spent = event.self_device_time_total if device.type == "cuda" else event.self_cpu_time_total
-        kind = next((k for k, marks in kinds.items() if any(m in event.key for m in marks)),
-                    "elementwise, copies, other")
+        kind = next(
+            (k for k, marks in kinds.items() if any(m in event.key for m in marks)), "elementwise, copies, other"
+        )
         shares[kind] = shares.get(kind, 0.0) + spent
     total = sum(shares.values()) or 1.0
     return {kind: spent / total for kind, spent in sorted(shares.items(), key=lambda item: -item[1])}
@@ -156,8 +162,9 @@ def seed_loop(set_config: SetConfig, subsets: Subsets, device: torch.device) -> 
     # The sampler's own generator draws each epoch's permutation exactly as unmix's loop
     # does; the loader's generator is separate, so its per-epoch seed draw changes neither.
     sampler = EpochPermutation(len(train), torch.Generator().manual_seed(set_config.seed))
-    loader = DataLoader(TensorDataset(train), batch_size=set_config.batch_size, sampler=sampler,
-                        generator=torch.Generator())
+    loader = DataLoader(
+        TensorDataset(train), batch_size=set_config.batch_size, sampler=sampler, generator=torch.Generator()
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=set_config.lr)
     criterion = nn.L1Loss()
     mix = MIXES[set_config.mix]
@@ -191,14 +198,14 @@ def seed_loop(set_config: SetConfig, subsets: Subsets, device: torch.device) -> 
 
 def ready_tracker(store: Path) -> RunTracker:
     """A tracking worker with its run open on `store`: the stage starts it while importing torch."""
-    tracker = RunTracker(uri=f"sqlite:///{store}", experiment="train-speed", run_name="unmix-loop",
-                         logs_model=True)
+    tracker = RunTracker(uri=f"sqlite:///{store}", experiment="train-speed", run_name="unmix-loop", logs_model=True)
     _ = tracker.run_id  # waits until the worker has imported everything and opened the run
     return tracker
 
 
-def unmix_loop(set_config: SetConfig, subsets: Subsets, tracker: RunTracker,
-               device: torch.device) -> tuple[float, float]:
+def unmix_loop(
+    set_config: SetConfig, subsets: Subsets, tracker: RunTracker, device: torch.device
+) -> tuple[float, float]:
     """unmix's loop as the train stage runs it, until its MLflow run is finished and stored."""
     with tracker:
         _, history = train_set(set_config, subsets, tracker, device=device)
@@ -224,26 +231,35 @@ def main() -> None:
     subsets = benchmark_subsets(args.source, args.images, args.n_train, args.n_valid)
     images = to_channels_first(subsets.train.images)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__} on {where}; {len(images)} train images "
-          f"({args.source}), {len(subsets.valid)} validation pairs", flush=True)
+    print(
+        f"torch {torch.__version__} on {where}; {len(images)} train images "
+        f"({args.source}), {len(subsets.valid)} validation pairs",
+        flush=True,
+    )
 
     peak = matmul_peak(device)
     print(f"float32 matmul peak (4096^3 torch.mm, best of 5): {peak:.1f} GFLOP/s", flush=True)
     if device.type == "cuda":  # training runs under bf16 autocast there: that is its ceiling
         peak = matmul_peak(device, torch.bfloat16)
-        print(f"bf16 matmul peak (4096^3 torch.mm, best of 5): {peak:.1f} GFLOP/s; fractions below are of it",
-              flush=True)
+        print(
+            f"bf16 matmul peak (4096^3 torch.mm, best of 5): {peak:.1f} GFLOP/s; fractions below are of it", flush=True
+        )
     by_arch: dict[str, tuple[str, SetConfig]] = {}
     for name, set_config in config.sets.items():
         by_arch.setdefault(set_config.arch, (name, set_config))
     for arch, (name, set_config) in by_arch.items():
         gflop, seconds = step_rate(set_config, images, args.steps, device)
         rate = gflop / seconds
-        print(f"arch {arch:5s} (set {name}, batch {set_config.batch_size}): {gflop:.2f} GFLOP/step, "
-              f"{1 / seconds:.2f} steps/s, {rate:.1f} GFLOP/s = {100 * rate / peak:.0f}% of peak", flush=True)
+        print(
+            f"arch {arch:5s} (set {name}, batch {set_config.batch_size}): {gflop:.2f} GFLOP/step, "
+            f"{1 / seconds:.2f} steps/s, {rate:.1f} GFLOP/s = {100 * rate / peak:.0f}% of peak",
+            flush=True,
+        )
         shares = operator_shares(set_config, images, device)
-        print("  time by operator: " + ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in shares.items()),
-              flush=True)
+        print(
+            "  time by operator: " + ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in shares.items()),
+            flush=True,
+        )
 
     loop_set = dataclasses.replace(config.set(args.set_name), epochs=args.epochs, device=device.type)
     times: dict[str, list[float]] = {"seed": [], "unmix": []}
@@ -265,15 +281,24 @@ def main() -> None:
                     started = time.perf_counter()
                     results[loop] = unmix_loop(loop_set, subsets, tracker, device)
                 times[loop].append(time.perf_counter() - started)
-                print(f"  {loop:5s} loop: {times[loop][-1]:6.1f} s  (train loss {results[loop][0]:.5f}, "
-                      f"valid loss {results[loop][1]:.5f})", flush=True)
+                print(
+                    f"  {loop:5s} loop: {times[loop][-1]:6.1f} s  (train loss {results[loop][0]:.5f}, "
+                    f"valid loss {results[loop][1]:.5f})",
+                    flush=True,
+                )
     ratios = [seed / ours for seed, ours in zip(times["seed"], times["unmix"])]
-    print(f"set {args.set_name}, {args.epochs} epochs x {args.pairs} pairs: seed loop median "
-          f"{statistics.median(times['seed']):.1f} s, unmix loop median {statistics.median(times['unmix']):.1f} s")
-    print(f"final losses: seed loop train {results['seed'][0]:.5f} / valid {results['seed'][1]:.5f}; "
-          f"unmix loop train {results['unmix'][0]:.5f} / valid {results['unmix'][1]:.5f}")
-    print(f"loop speed ratio seed/unmix: min {min(ratios):.3f}, median {statistics.median(ratios):.3f}, "
-          f"max {max(ratios):.3f}")
+    print(
+        f"set {args.set_name}, {args.epochs} epochs x {args.pairs} pairs: seed loop median "
+        f"{statistics.median(times['seed']):.1f} s, unmix loop median {statistics.median(times['unmix']):.1f} s"
+    )
+    print(
+        f"final losses: seed loop train {results['seed'][0]:.5f} / valid {results['seed'][1]:.5f}; "
+        f"unmix loop train {results['unmix'][0]:.5f} / valid {results['unmix'][1]:.5f}"
+    )
+    print(
+        f"loop speed ratio seed/unmix: min {min(ratios):.3f}, median {statistics.median(ratios):.3f}, "
+        f"max {max(ratios):.3f}"
+    )
     # Same batches, weights and math: only summation order may differ (nn.L1Loss vs per pair).
     tolerance = 1e-4 if device.type == "cpu" else 2e-2  # bf16 on CUDA
     for name, seed_value, unmix_value in zip(("train", "valid"), results["seed"], results["unmix"]):

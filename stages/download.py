@@ -21,8 +21,10 @@ def main(args: argparse.Namespace) -> None:
     with atomic_directory(args.out) as tmp:
         save_raw(train, test, tmp, data.source)
     test_count = len(test) if test is not None else 0
-    print(f"download: {data.source}: {len(train)} train, {test_count} test images "
-          f"in {time.perf_counter() - started:.1f} s → {args.out}")
+    print(
+        f"download: {data.source}: {len(train)} train, {test_count} test images "
+        f"in {time.perf_counter() - started:.1f} s → {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -28,25 +28,35 @@ def main(args: argparse.Namespace) -> None:
     digest = model_digest(args.model)
     subsets = load_subsets(args.data)
     # The run that trained this very file (train tagged it with the file's digest).
-    tracker = open_tracker(config.tracking.enabled, config.tracking.uri, config.tracking.experiment,
-                           run_name=args.set_name, find_tags=run_tags_for(args.set_name, digest))
+    tracker = open_tracker(
+        config.tracking.enabled,
+        config.tracking.uri,
+        config.tracking.experiment,
+        run_name=args.set_name,
+        find_tags=run_tags_for(args.set_name, digest),
+    )
     with tracker:
         tracker.wait_open()  # an unreachable store: one line now, not after the evaluation
         evaluation = evaluate_set(model, set_config, subsets, tracker, device)
         # Outputs first: a tracking failure reported by finish() must not lose the metrics.
         # The per-pair file before metrics.json: render-figures depends on it.
-        write_npz_atomically(args.outputs, {
-            "output_1": evaluation.output_1,
-            "output_2": evaluation.output_2,
-            "model_digest": digest,  # render-figures finds the run by it
-            **evaluation.per_pair,
-        })
+        write_npz_atomically(
+            args.outputs,
+            {
+                "output_1": evaluation.output_1,
+                "output_2": evaluation.output_2,
+                "model_digest": digest,  # render-figures finds the run by it
+                **evaluation.per_pair,
+            },
+        )
         write_metrics(evaluation.metrics, args.metrics)
         tracker.finish()
     test, baseline = evaluation.metrics["test"], evaluation.metrics["baseline"]
-    print(f"evaluate@{args.set_name}: {test['n_pairs']} pairs, PSNR {test['best']['psnr']:.2f} dB "
-          f"(baseline {baseline['best']['psnr']:.2f}), seed L1 {test['seed_l1']:.4f} "
-          f"(baseline {baseline['seed_l1']:.4f})")
+    print(
+        f"evaluate@{args.set_name}: {test['n_pairs']} pairs, PSNR {test['best']['psnr']:.2f} dB "
+        f"(baseline {baseline['best']['psnr']:.2f}), seed L1 {test['seed_l1']:.4f} "
+        f"(baseline {baseline['seed_l1']:.4f})"
+    )
 
     # The Model Registry: the run's model becomes a version of unmix-<set>, `champion` the best.
     from unmix.tracking.registry import register_evaluation

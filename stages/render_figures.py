@@ -35,9 +35,15 @@ def main(args: argparse.Namespace) -> None:
         # digest) while this one loads matplotlib and torch and draws; an error marks all
         # the runs FAILED.
         trackers = {
-            name: runs.enter_context(open_tracker(
-                config.tracking.enabled, config.tracking.uri, config.tracking.experiment, run_name=name,
-                find_tags=run_tags_for(name, digests[name]) if digests[name] else None))
+            name: runs.enter_context(
+                open_tracker(
+                    config.tracking.enabled,
+                    config.tracking.uri,
+                    config.tracking.experiment,
+                    run_name=name,
+                    find_tags=run_tags_for(name, digests[name]) if digests[name] else None,
+                )
+            )
             for name in config.sets
         }
         from unmix.data.subset import load_subsets
@@ -62,9 +68,11 @@ def main(args: argparse.Namespace) -> None:
                 for name in histories:
                     trackers[name].log_artifact(figure, artifact_path="figures")
                 wall_time = str(figure)
-    print(f"render-figures: {sum(map(len, figures_by_set.values()))} figures for "
-          f"{len(figures_by_set)} sets → {args.reports / 'figures'}, {args.reports / 'summary.md'}; "
-          f"quality against minutes (from MLflow, not a DVC output): {wall_time}")
+    print(
+        f"render-figures: {sum(map(len, figures_by_set.values()))} figures for "
+        f"{len(figures_by_set)} sets → {args.reports / 'figures'}, {args.reports / 'summary.md'}; "
+        f"quality against minutes (from MLflow, not a DVC output): {wall_time}"
+    )
 
 
 if __name__ == "__main__":
@@ -72,6 +80,10 @@ if __name__ == "__main__":
     parser.add_argument("--data", type=Path, default=Path("data/subset"))
     parser.add_argument("--eval", type=Path, default=Path("data/eval"))
     parser.add_argument("--reports", type=Path, default=Path("reports"))
-    parser.add_argument("--wall-time-figure", type=Path, default=Path("reports/wall_time/quality_vs_minutes.png"),
-                        help="where the quality-against-minutes figure goes (untracked: wall time varies)")
+    parser.add_argument(
+        "--wall-time-figure",
+        type=Path,
+        default=Path("reports/wall_time/quality_vs_minutes.png"),
+        help="where the quality-against-minutes figure goes (untracked: wall time varies)",
+    )
     run_stage(main, parser)

@@ -18,8 +18,10 @@ def main(args: argparse.Namespace) -> None:
     subsets = draw_subsets(train, test, data.n_train, data.n_valid, data.n_test, data.seed)
     with atomic_directory(args.out) as tmp:
         save_subsets(subsets, tmp, data.source)
-    print(f"subset: {len(subsets.train)} train images, {len(subsets.valid)} valid pairs, "
-          f"{len(subsets.test)} test pairs (test from the {subsets.test_from}) → {args.out}")
+    print(
+        f"subset: {len(subsets.train)} train images, {len(subsets.valid)} valid pairs, "
+        f"{len(subsets.test)} test pairs (test from the {subsets.test_from}) → {args.out}"
+    )
 
 
 if __name__ == "__main__":

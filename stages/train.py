@@ -36,8 +36,7 @@ def main(args: argparse.Namespace) -> None:
     ranks = ranks_from_env(os.environ)
     if config.distributed.processes > 1 and not launched(os.environ):
         sys.exit(launch(config.distributed.processes, sys.argv[0], sys.argv[1:], name))
-    checkpoint = ResumeCheckpoint(checkpoint_folder(root), args.set_name, set_config, meta["digest"],
-                                  ranks.world_size)
+    checkpoint = ResumeCheckpoint(checkpoint_folder(root), args.set_name, set_config, meta["digest"], ranks.world_size)
     # Only a set with a checkpoint loads torch before its MLflow run opens (the run to reopen
     # is in the checkpoint); otherwise the tracking worker starts up while torch loads.
     resume = checkpoint.load() if every else None
@@ -65,11 +64,15 @@ def main(args: argparse.Namespace) -> None:
             subsets = load_subsets(args.data)
             tracker.wait_open()  # an unreachable store: one line now, not after the training
             if resume is not None and ranks.is_main:
-                print(f"resuming {name} from epoch {resume['epoch']}/{set_config.epochs} ({checkpoint.path})",
-                      flush=True)
+                print(
+                    f"resuming {name} from epoch {resume['epoch']}/{set_config.epochs} ({checkpoint.path})", flush=True
+                )
             hooks = TrainingHooks(
                 on_checkpoint=(lambda state: checkpoint.save(state, tracker.run_id)) if every else None,
-                checkpoint_every=every or 1, resume=resume, ranks=ranks)
+                checkpoint_every=every or 1,
+                resume=resume,
+                ranks=ranks,
+            )
             model, history = train_set(set_config, subsets, tracker, device, hooks)
             leave()
             if not ranks.is_main:
@@ -88,13 +91,18 @@ def main(args: argparse.Namespace) -> None:
         quiet = isinstance(interruption, Stopped) and os.environ.get(LAUNCHED_ENV)
         if ranks.is_main and not quiet:
             why = f" ({interruption})" if str(interruption) else ""
-            print(f"{name}: interrupted{why}; {checkpoint.where(set_config.epochs)}; run `dvc repro` (or the "
-                  "same `dvc exp run`) again to resume", file=sys.stderr)
+            print(
+                f"{name}: interrupted{why}; {checkpoint.where(set_config.epochs)}; run `dvc repro` (or the "
+                "same `dvc exp run`) again to resume",
+                file=sys.stderr,
+            )
         sys.exit(130)
     last = history[-1]
-    print(f"{name}: {set_config.epochs} epochs, {trained - started:.1f} s from start "
-          f"(+{time.perf_counter() - trained:.1f} s waiting on MLflow), train/l1 {last.train_l1:.4f}, "
-          f"valid/l1 {last.valid_l1:.4f}, run {run_id}; {checkpoint.cost()}")
+    print(
+        f"{name}: {set_config.epochs} epochs, {trained - started:.1f} s from start "
+        f"(+{time.perf_counter() - trained:.1f} s waiting on MLflow), train/l1 {last.train_l1:.4f}, "
+        f"valid/l1 {last.valid_l1:.4f}, run {run_id}; {checkpoint.cost()}"
+    )
 
 
 def stop(signum: int, frame: object) -> None:

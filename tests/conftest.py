@@ -76,8 +76,9 @@ def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env | (extra or {})
 
 
-def run_command(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
-                ) -> subprocess.CompletedProcess:
+def run_command(
+    args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run a command in `command_env(env)`; fail with its output when it fails and `check`."""
     env = command_env(env)
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
@@ -114,7 +115,8 @@ def make_tiny_project(project: Path, mlflow_store_template: Path) -> Path:
         else:
             shutil.copy(source, target)
     (project / ".gitignore").write_text(
-        "/mlflow.db\n/mlflow.db.lock\n/mlartifacts/\n/checkpoints/\n/reports/wall_time/\n/mlflow-spool/\n")
+        "/mlflow.db\n/mlflow.db.lock\n/mlartifacts/\n/checkpoints/\n/reports/wall_time/\n/mlflow-spool/\n"
+    )
 
     def shrink(params: dict) -> None:
         params["data"].update(TINY_DATA)
@@ -201,11 +203,23 @@ def team_server() -> Iterator[TeamServer]:
     root.chmod(0o755)  # the postgres user must get into the cluster folder inside
     log = root / "launcher.log"
     port = free_port()
-    command = [sys.executable, "-m", "unmix.team.server", "--cluster", str(root / "postgres"),
-               "--artifacts-destination", str(root / "artifacts"), "--port", str(port), "--workers", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "unmix.team.server",
+        "--cluster",
+        str(root / "postgres"),
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+    ]
     with log.open("w") as out:
-        launcher = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                    env=command_env())
+        launcher = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=command_env()
+        )
     descendants: list = []
     try:
         deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
@@ -214,8 +228,12 @@ def team_server() -> Iterator[TeamServer]:
                 pytest.fail(f"the MLflow server launcher did not get ready:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
         descendants = psutil.Process(launcher.pid).children(recursive=True)
-        yield TeamServer(url=server.client_url("127.0.0.1", port), artifacts=root / "artifacts",
-                         cluster_root=root / "postgres", log=log)
+        yield TeamServer(
+            url=server.client_url("127.0.0.1", port),
+            artifacts=root / "artifacts",
+            cluster_root=root / "postgres",
+            log=log,
+        )
     finally:
         _stop_launcher(launcher)
         left = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
@@ -227,7 +245,8 @@ def team_server() -> Iterator[TeamServer]:
             cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
         assert not left and not cluster_running, (
-            f"left running after the launcher stopped: {[p.pid for p in left]}, cluster: {cluster_running}")
+            f"left running after the launcher stopped: {[p.pid for p in left]}, cluster: {cluster_running}"
+        )
 
 
 def _stop_launcher(launcher: subprocess.Popen) -> None:

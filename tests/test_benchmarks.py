@@ -13,16 +13,28 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_benchmark(script: str, *args: str) -> str:
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
 @pytest.mark.slow  # trains or times in a benchmark script subprocess
 def test_time_to_quality_prints_both_runs_and_the_speedup():
-    out = run_benchmark("time_to_quality.py", "--source", "shapes", "--n-train", "48", "--n-valid", "16",
-                        "--seed-epochs", "2", "--fast-epochs", "3")
+    out = run_benchmark(
+        "time_to_quality.py",
+        "--source",
+        "shapes",
+        "--n-train",
+        "48",
+        "--n-valid",
+        "16",
+        "--seed-epochs",
+        "2",
+        "--fast-epochs",
+        "3",
+    )
     assert "A (seed, full budget):" in out and "B (best, until A's quality):" in out
     speedup = re.search(r"^time-to-quality speedup: (\d+\.\d)$", out.splitlines()[-1])
     assert speedup and float(speedup.group(1)) > 0
@@ -30,8 +42,21 @@ def test_time_to_quality_prints_both_runs_and_the_speedup():
 
 @pytest.mark.slow  # trains or times in a benchmark script subprocess
 def test_train_speed_loops_agree_and_ratio_is_printed():
-    out = run_benchmark("train_speed.py", "--source", "shapes", "--n-train", "48", "--n-valid", "16",
-                        "--epochs", "2", "--pairs", "1", "--steps", "1")
+    out = run_benchmark(
+        "train_speed.py",
+        "--source",
+        "shapes",
+        "--n-train",
+        "48",
+        "--n-valid",
+        "16",
+        "--epochs",
+        "2",
+        "--pairs",
+        "1",
+        "--steps",
+        "1",
+    )
     assert re.search(r"arch seed .* GFLOP/step, .*% of peak", out)
     assert re.search(r"arch unet .*% of peak", out)
     assert re.search(r"loop speed ratio seed/unmix: min \d+\.\d+, median \d+\.\d+, max \d+\.\d+", out)
@@ -51,8 +76,20 @@ def test_precision_speed_times_both_precisions_and_prints_the_speedup():
 
 @pytest.mark.slow  # trains or times in a benchmark script subprocess
 def test_separation_variants_scores_each_variant_and_names_the_best():
-    out = run_benchmark("separation_variants.py", "--source", "shapes", "--n-train", "48", "--n-valid", "16",
-                        "--minutes", "0.005", "--variants", "unet_l1", "shuffle_w64_l1")
+    out = run_benchmark(
+        "separation_variants.py",
+        "--source",
+        "shapes",
+        "--n-train",
+        "48",
+        "--n-valid",
+        "16",
+        "--minutes",
+        "0.005",
+        "--variants",
+        "unet_l1",
+        "shuffle_w64_l1",
+    )
     scores = dict(re.findall(r"^(\w+): Variant\(.*PSNR (\d+\.\d+) dB", out, flags=re.M))
     assert set(scores) == {"unet_l1", "shuffle_w64_l1"}
     best = re.search(r"^best variant: (\w+) at (\d+\.\d+) dB; spread of all (\d+\.\d+) dB$", out.splitlines()[-1])
@@ -69,22 +106,52 @@ def test_gpu_train_packs_trains_and_joins_a_loadable_checkpoint(tmp_path: Path):
     subset = tmp_path / "subset"
     subset.mkdir()
     np.savez(subset / "train.npz", images=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8))
-    np.savez(subset / "valid.npz", a=rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
-             b=rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8))
-    out = run_benchmark("gpu_train.py", "pack", "--subset", str(subset), "--out", str(tmp_path / "packed"),
-                        "--n-train", "24")
+    np.savez(
+        subset / "valid.npz",
+        a=rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
+        b=rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
+    )
+    out = run_benchmark(
+        "gpu_train.py", "pack", "--subset", str(subset), "--out", str(tmp_path / "packed"), "--n-train", "24"
+    )
     assert "pack: 24 training images, 4 validation pairs" in out
     with np.load(tmp_path / "packed" / "gpu_data.npz") as packed:
         assert packed["train"].shape == (24, 32, 32, 3)
 
-    out = run_benchmark("gpu_train.py", "train", "--data", str(tmp_path / "packed"), "--out", str(tmp_path / "back"),
-                        "--minutes", "0.002", "--width", "4", "--depth", "2", "--batch-size", "8",
-                        "--no-compile", "--warmup-steps", "1", "--timing-steps", "1")
+    out = run_benchmark(
+        "gpu_train.py",
+        "train",
+        "--data",
+        str(tmp_path / "packed"),
+        "--out",
+        str(tmp_path / "back"),
+        "--minutes",
+        "0.002",
+        "--width",
+        "4",
+        "--depth",
+        "2",
+        "--batch-size",
+        "8",
+        "--no-compile",
+        "--warmup-steps",
+        "1",
+        "--timing-steps",
+        "1",
+    )
     assert re.search(r"trained \d+ steps in .* training images/s .* of the best bf16 matmul measured here", out)
     assert re.search(r"^gpu_ema: valid/l1 \d\.\d+, valid/psnr \d+\.\d+ dB$", out, flags=re.M)
 
-    out = run_benchmark("gpu_train.py", "join", "--parts", str(tmp_path / "back"), "--name", "gpu_ema",
-                        "--out", str(tmp_path / "gpu.pt"))
+    out = run_benchmark(
+        "gpu_train.py",
+        "join",
+        "--parts",
+        str(tmp_path / "back"),
+        "--name",
+        "gpu_ema",
+        "--out",
+        str(tmp_path / "gpu.pt"),
+    )
     checkpoint = torch.load(tmp_path / "gpu.pt", weights_only=True)
     assert checkpoint["model_config"] == {"arch": "unet", "width": 4, "depth": 2, "consistency": True, "mix": "mean"}
 
@@ -94,6 +161,8 @@ def test_gpu_train_packs_trains_and_joins_a_loadable_checkpoint(tmp_path: Path):
     model, _ = load_model(tmp_path / "gpu.pt")
     out_1, out_2 = model(torch.zeros(1, 3, 32, 32))
     assert out_1.shape == out_2.shape == (1, 3, 32, 32)
+
+
 @pytest.mark.slow  # trains or times in a benchmark script subprocess
 def test_checkpoint_cost_prints_size_share_and_ratio(tmp_path):
     import yaml
@@ -105,8 +174,9 @@ def test_checkpoint_cost_prints_size_share_and_ratio(tmp_path):
     params["figures"]["n_pairs"] = 3
     params["sets"]["seed"].update(epochs=2, batch_size=16)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    out = run_benchmark("checkpoint_cost.py", "--set", "seed", "--params", str(tmp_path / "params.yaml"),
-                        "--pairs", "1")
+    out = run_benchmark(
+        "checkpoint_cost.py", "--set", "seed", "--params", str(tmp_path / "params.yaml"), "--pairs", "1"
+    )
     assert re.search(r"^set seed: 2 checkpoints per training, \d+\.\d MiB each", out, flags=re.M)
     assert re.search(r"^writing them inside the stage: median \d+\.\d\d s, \d+\.\d\d% of the median", out, flags=re.M)
     assert re.search(r"^train stage on/off ratio over 1 alternated pairs: median \d+\.\d{3}", out, flags=re.M)
@@ -122,18 +192,29 @@ def test_frontier_reads_every_record_with_its_psnr_and_draws_the_figure(tmp_path
     reports = tmp_path / "reports"
     for folder, minutes, psnr in (("cifar10_a", 4.1, 17.3), ("cifar10_b", 14.0, 17.7)):
         (reports / folder / "best").mkdir(parents=True)
-        (reports / folder / "record.json").write_text(json.dumps(
-            {"label": folder, "device": "cpu", "protocol": True, "train_minutes": minutes, "series": "s",
-             "metrics": "best/metrics.json"}))
-        (reports / folder / "best" / "metrics.json").write_text(json.dumps(
-            {"test": {"best": {"psnr": psnr}}, "baseline": {"best": {"psnr": 15.6}}}))
+        (reports / folder / "record.json").write_text(
+            json.dumps(
+                {
+                    "label": folder,
+                    "device": "cpu",
+                    "protocol": True,
+                    "train_minutes": minutes,
+                    "series": "s",
+                    "metrics": "best/metrics.json",
+                }
+            )
+        )
+        (reports / folder / "best" / "metrics.json").write_text(
+            json.dumps({"test": {"best": {"psnr": psnr}}, "baseline": {"best": {"psnr": 15.6}}})
+        )
     records = frontier.load_records(reports)
     assert [(r["folder"], r["train_minutes"], r["psnr"], r["baseline"]) for r in records] == [
-        ("cifar10_a", 4.1, 17.3, 15.6), ("cifar10_b", 14.0, 17.7, 15.6)]
+        ("cifar10_a", 4.1, 17.3, 15.6),
+        ("cifar10_b", 14.0, 17.7, 15.6),
+    ]
     # The repository's own records draw: every one has its metrics file.
     folders = {r["folder"] for r in frontier.load_records(REPO / "reports")}
     assert folders >= {"cifar10_5min", "cifar10_fp32_5min", "cifar10_fp32_15min"}
-
 
 
 def test_shapes_speed_alternates_portable_and_numpy_math_and_prints_the_slowdown():
@@ -141,8 +222,10 @@ def test_shapes_speed_alternates_portable_and_numpy_math_and_prints_the_slowdown
 
     portable = shapes.sincos
     out = run_benchmark("shapes_speed.py", "--images", "64", "--pairs", "2")
-    assert len(re.findall(r"^pair \d: portable \d+\.\d\d s, numpy \d+\.\d\d s, slowdown \d+\.\d{3}$", out,
-                          flags=re.M)) == 2
+    assert (
+        len(re.findall(r"^pair \d: portable \d+\.\d\d s, numpy \d+\.\d\d s, slowdown \d+\.\d{3}$", out, flags=re.M))
+        == 2
+    )
     assert re.search(r"^portable math costs \d+\.\d{3}x numpy's kernels \(min ", out.splitlines()[-1])
     sys.path.insert(0, str(REPO / "benchmarks"))
     from shapes_speed import numpy_math

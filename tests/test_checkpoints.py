@@ -30,17 +30,28 @@ DIGEST = "ab" * 32
 
 
 def digest(**changes) -> str:
-    args = {"set_config": SetConfig(), "data_digest": "d1", "model_config": MODEL, "torch_version": "2.14.1",
-            "threads": 2} | changes
+    args = {
+        "set_config": SetConfig(),
+        "data_digest": "d1",
+        "model_config": MODEL,
+        "torch_version": "2.14.1",
+        "threads": 2,
+    } | changes
     return resume_digest(**args)
 
 
 def test_digest_changes_with_everything_the_numbers_depend_on():
     base = digest()
     assert base == digest() and len(base) == 64
-    variants = [digest(set_config=SetConfig(epochs=11)), digest(set_config=SetConfig(lr=1e-3)),
-                digest(data_digest="d2"), digest(model_config=MODEL | {"width": 16}),
-                digest(torch_version="2.15.0"), digest(threads=1), digest(device="cuda")]
+    variants = [
+        digest(set_config=SetConfig(epochs=11)),
+        digest(set_config=SetConfig(lr=1e-3)),
+        digest(data_digest="d2"),
+        digest(model_config=MODEL | {"width": 16}),
+        digest(torch_version="2.15.0"),
+        digest(threads=1),
+        digest(device="cuda"),
+    ]
     assert len({base, *variants}) == 1 + len(variants)
 
 
@@ -55,9 +66,14 @@ def test_files_live_in_one_folder_at_the_root_named_by_set_and_digest(tmp_path):
 
 
 def state() -> dict:
-    return {"epoch": 2, "history": [{"epoch": 1, "train_l1": 0.5, "valid_l1": None}], "model": {"w": torch.ones(3)},
-            "optimizer": {"state": {}, "param_groups": []}, "scheduler": None,
-            "rng": {"torch": torch.get_rng_state(), "python_gauss": None}}
+    return {
+        "epoch": 2,
+        "history": [{"epoch": 1, "train_l1": 0.5, "valid_l1": None}],
+        "model": {"w": torch.ones(3)},
+        "optimizer": {"state": {}, "param_groups": []},
+        "scheduler": None,
+        "rng": {"torch": torch.get_rng_state(), "python_gauss": None},
+    }
 
 
 def test_round_trip_with_weights_only_keeps_state_digest_and_run(tmp_path):
@@ -95,7 +111,8 @@ def test_an_unusable_checkpoint_is_one_line_naming_it_then_a_fresh_start(tmp_pat
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(f"warning: {path}: unusable resume checkpoint (") and lines[0].endswith(
-        "; training from the start")
+        "; training from the start"
+    )
 
 
 def test_a_missing_checkpoint_is_silent(tmp_path, capsys):
@@ -149,8 +166,14 @@ def test_kill_points_parse_and_reject_typos():
     assert parse_kill_at("validation@3:TERM:group") == ("validation", 3, signal.SIGTERM, True, None)
     assert parse_kill_at("checkpoint-write@1:INT") == ("checkpoint-write", 1, signal.SIGINT, False, None)
     assert parse_kill_at("mid-epoch@4:KILL:rank1") == ("mid-epoch", 4, signal.SIGKILL, False, 1)
-    for bad in ("mid_epoch@2", "mid-epoch", "mid-epoch@x", "validation@2:TERM:everyone", "mid-epoch@2:KILL:rank",
-                "mid-epoch@2:HUP"):
+    for bad in (
+        "mid_epoch@2",
+        "mid-epoch",
+        "mid-epoch@x",
+        "validation@2:TERM:everyone",
+        "mid-epoch@2:KILL:rank",
+        "mid-epoch@2:HUP",
+    ):
         with pytest.raises(ValueError, match="UNMIX_TEST_KILL_AT"):
             parse_kill_at(bad)
 

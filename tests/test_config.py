@@ -13,13 +13,30 @@ from unmix.errors import ConfigError, UnmixError
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 VALID = {
-    "data": {"source": "shapes", "path": None, "shapes_train": 100, "shapes_test": 50, "seed": 0,
-             "n_train": 40, "n_valid": 20, "n_test": 20},
+    "data": {
+        "source": "shapes",
+        "path": None,
+        "shapes_train": 100,
+        "shapes_test": 50,
+        "seed": 0,
+        "n_train": 40,
+        "n_valid": 20,
+        "n_test": 20,
+    },
     "tracking": {"enabled": False, "uri": None, "experiment": "unmix"},
     "figures": {"n_pairs": 4, "dpi": 100},
     "sets": {
-        "seed": {"arch": "seed", "mix": "quarter_sum", "loss": "fixed", "epochs": 2, "batch_size": 8,
-                 "lr": 0.0005, "seed": 0, "validate_every": 1, "log_images_every": 1},
+        "seed": {
+            "arch": "seed",
+            "mix": "quarter_sum",
+            "loss": "fixed",
+            "epochs": 2,
+            "batch_size": 8,
+            "lr": 0.0005,
+            "seed": 0,
+            "validate_every": 1,
+            "log_images_every": 1,
+        },
         "mean_pit": {"mix": "mean", "loss": "pit"},
     },
 }
@@ -52,8 +69,9 @@ def test_repo_params_file_loads_with_both_sets():
 
 def test_valid_mapping_parses_to_typed_frozen_config(raw):
     config = parse_config(raw)
-    assert config.data == DataConfig(source="shapes", path=None, shapes_train=100, shapes_test=50, seed=0,
-                                      n_train=40, n_valid=20, n_test=20)
+    assert config.data == DataConfig(
+        source="shapes", path=None, shapes_train=100, shapes_test=50, seed=0, n_train=40, n_valid=20, n_test=20
+    )
     assert config.tracking.enabled is False
     assert config.figures.n_pairs == 4
     assert config.set("seed").batch_size == 8
@@ -336,8 +354,13 @@ def test_config_error_is_an_unmix_error():
 def test_unet_fields_are_validated(raw):
     raw["sets"]["seed"].update(arch="unet", width=16, depth=2, consistency=True, flip=True, fresh_pairs=False)
     config = parse_config(raw).set("seed")
-    assert ((config.width, config.depth, config.consistency, config.flip, config.fresh_pairs)
-            == (16, 2, True, True, False))
+    assert (config.width, config.depth, config.consistency, config.flip, config.fresh_pairs) == (
+        16,
+        2,
+        True,
+        True,
+        False,
+    )
     raw["sets"]["seed"]["depth"] = 5
     assert "sets.seed.depth: expected a value <= 4, got 5" in config_error(raw)
     raw["sets"]["seed"].update(depth=2, consistency="yes")
@@ -346,8 +369,10 @@ def test_unet_fields_are_validated(raw):
 
 def test_attention_needs_coarsest_channels_that_split_into_heads(raw):
     raw["sets"]["seed"].update(arch="unet", width=5, depth=1, attention=True)
-    assert config_error(raw) == ("params.yaml: sets.seed.attention: the 10 channels of the coarsest scale "
-                                 "(width · 2^depth) cannot be split into 4 attention heads; use a width divisible by 2")
+    assert config_error(raw) == (
+        "params.yaml: sets.seed.attention: the 10 channels of the coarsest scale "
+        "(width · 2^depth) cannot be split into 4 attention heads; use a width divisible by 2"
+    )
     raw["sets"]["seed"]["width"] = 6
     assert parse_config(raw).set("seed").attention is True
     raw["sets"]["seed"].update(arch="seed", width=5)  # width and attention shape the unet only
@@ -358,7 +383,9 @@ def test_processes_must_each_get_a_pair_of_every_batch(raw):
     raw["distributed"] = {"processes": 3}
     raw["sets"]["seed"]["batch_size"] = 4
     message = config_error(raw)
-    assert message.startswith("params.yaml: sets.seed.batch_size = 4: 2 pairs per step cannot be shared by "
-                              "distributed.processes = 3; expected at least 6"), message
+    assert message.startswith(
+        "params.yaml: sets.seed.batch_size = 4: 2 pairs per step cannot be shared by "
+        "distributed.processes = 3; expected at least 6"
+    ), message
     raw["distributed"] = {"processes": 0}
     assert "distributed.processes: expected a value >= 1, got 0" in config_error(raw)

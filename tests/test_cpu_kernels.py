@@ -47,14 +47,21 @@ AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 def losses(set_name: str, env: dict[str, str]) -> list[list[float]]:
     result = subprocess.run(
         [sys.executable, "-c", PROBE, set_name, str(REPO / "benchmarks"), str(REPO / "params.yaml")],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def largest_relative_difference(first: list[list[float]], second: list[list[float]]) -> float:
-    return max(abs(a - b) / abs(a) for row_a, row_b in zip(first, second, strict=True)
-               for a, b in zip(row_a, row_b, strict=True))
+    return max(
+        abs(a - b) / abs(a)
+        for row_a, row_b in zip(first, second, strict=True)
+        for a, b in zip(row_a, row_b, strict=True)
+    )
 
 
 def test_largest_relative_difference_by_hand():

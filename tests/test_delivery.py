@@ -50,9 +50,14 @@ def test_next_batch_takes_leading_metrics_or_one_other_call() -> None:
 
 
 def courier(store: Store, tmp_path: Path, clock: FakeClock, events: list) -> Courier:
-    return Courier(store.send, Spool.create(tmp_path, "sqlite:///x.db", "run1"), every_s=5.0, clock=clock,
-                   on_outage=lambda reason: events.append(("outage", reason)),
-                   on_recovery=lambda waited: events.append(("recovered", waited)))
+    return Courier(
+        store.send,
+        Spool.create(tmp_path, "sqlite:///x.db", "run1"),
+        every_s=5.0,
+        clock=clock,
+        on_outage=lambda reason: events.append(("outage", reason)),
+        on_recovery=lambda waited: events.append(("recovered", waited)),
+    )
 
 
 def test_calls_go_out_at_most_every_interval_in_one_batch(tmp_path: Path) -> None:
@@ -125,8 +130,9 @@ def test_a_partial_delivery_is_marked_in_the_spool(tmp_path: Path) -> None:
 def test_deliver_until_gives_up_at_the_deadline_and_keeps_the_calls(tmp_path: Path) -> None:
     store, events = Store(), []
     store.up = False
-    c = Courier(store.send, Spool.create(tmp_path, "u", "r"), every_s=0.0,
-                on_outage=lambda reason: events.append(reason))
+    c = Courier(
+        store.send, Spool.create(tmp_path, "u", "r"), every_s=0.0, on_outage=lambda reason: events.append(reason)
+    )
     c.add(metrics(1))
     import time
 

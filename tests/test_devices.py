@@ -55,10 +55,17 @@ def test_bf16_on_the_cpu_autocasts_and_goes_channels_last():
     assert place_model(torch.nn.Conv2d(3, 4, 3), cpu, "bf16").weight.is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize(("device", "precision", "expected"), [
-    ("cpu", "auto", False), ("cpu", "fp32", False), ("cpu", "bf16", True),
-    ("cuda", "auto", True), ("cuda", "fp32", False), ("cuda", "bf16", True),
-])
+@pytest.mark.parametrize(
+    ("device", "precision", "expected"),
+    [
+        ("cpu", "auto", False),
+        ("cpu", "fp32", False),
+        ("cpu", "bf16", True),
+        ("cuda", "auto", True),
+        ("cuda", "fp32", False),
+        ("cuda", "bf16", True),
+    ],
+)
 def test_uses_bf16_by_device_and_precision(device, precision, expected):
     assert uses_bf16(torch.device(device), precision) is expected
 

@@ -41,8 +41,14 @@ def test_share_weights_make_ddps_average_the_global_mean():
     # DDP averages the ranks' gradients: sum over ranks of weight * local mean / world == global mean.
     values = torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0])
     world = 2
-    averaged = sum(share_weight(len(values[share(5, Ranks(r, world))]), 5, Ranks(r, world))
-                   * values[share(5, Ranks(r, world))].mean() for r in range(world)) / world
+    averaged = (
+        sum(
+            share_weight(len(values[share(5, Ranks(r, world))]), 5, Ranks(r, world))
+            * values[share(5, Ranks(r, world))].mean()
+            for r in range(world)
+        )
+        / world
+    )
     assert averaged.item() == pytest.approx(values.mean().item())
     assert share_weight(3, 5, Ranks(0, 2)) == pytest.approx(1.2)
 
@@ -86,10 +92,20 @@ def loop_run(rank: int, world: int, port: int, folder: str) -> None:
     images = torch.randint(0, 256, (90, 3, 8, 8), dtype=torch.uint8, generator=generator)
     torch.manual_seed(0)
     model = NoNormSeparator()
-    config = SetConfig(mix="mean", loss="pit", epochs=4, batch_size=26, lr=3e-3, seed=1, validate_every=1,
-                       schedule="onecycle", flip=True)
-    history = train_separator(model, config, TrainingImages(images, images[:8], images[8:16]),
-                              hooks=TrainingHooks(ranks=ranks))
+    config = SetConfig(
+        mix="mean",
+        loss="pit",
+        epochs=4,
+        batch_size=26,
+        lr=3e-3,
+        seed=1,
+        validate_every=1,
+        schedule="onecycle",
+        flip=True,
+    )
+    history = train_separator(
+        model, config, TrainingImages(images, images[:8], images[8:16]), hooks=TrainingHooks(ranks=ranks)
+    )
     leave()
     if ranks.is_main:
         rows = [f"{r.train_l1!r},{r.valid_l1!r}" for r in history]
@@ -133,8 +149,9 @@ def the_runs(project: Path):
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    return client, client.search_runs([client.get_experiment_by_name("unmix").experiment_id],
-                                      filter_string=f"tags.`unmix.set` = '{SET}'")
+    return client, client.search_runs(
+        [client.get_experiment_by_name("unmix").experiment_id], filter_string=f"tags.`unmix.set` = '{SET}'"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +178,6 @@ def two_processes(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     return project, result.stdout + result.stderr
 
 
-
 @pytest.mark.e2e
 def test_dvc_repro_on_two_processes_makes_one_run_and_one_set_of_outputs(two_processes, one_process):
     project, output = two_processes
@@ -175,10 +191,14 @@ def test_dvc_repro_on_two_processes_makes_one_run_and_one_set_of_outputs(two_pro
     assert not list((project / "checkpoints").iterdir())
     two = history_rows(project)
     assert [row["epoch"] for row in two] == epochs
-    differences = {key: max(abs(b[key] - a[key]) / abs(a[key]) for a, b in zip(one_process, two))
-                   for key in ("train/l1", "valid/l1", "valid/psnr")}
-    print(f"\n{SET} on 2 ranks against 1 process, largest relative differences: "
-          + ", ".join(f"{key} {value:.2e}" for key, value in differences.items()))
+    differences = {
+        key: max(abs(b[key] - a[key]) / abs(a[key]) for a, b in zip(one_process, two))
+        for key in ("train/l1", "valid/l1", "valid/psnr")
+    }
+    print(
+        f"\n{SET} on 2 ranks against 1 process, largest relative differences: "
+        + ", ".join(f"{key} {value:.2e}" for key, value in differences.items())
+    )
     assert max(differences.values()) <= BEST_TOLERANCE
     assert two != one_process  # batch norm on shares: not the same numbers, so the check above measures
 
@@ -191,11 +211,17 @@ def test_a_killed_rank_stops_every_rank_in_one_line_and_the_training_resumes(pre
     assert killed.returncode != 0
     assert "Traceback" not in killed.stderr, killed.stderr
     # What the stage says, besides its progress lines, torchrun's own log line and DVC's.
-    said = [line for line in killed.stderr.splitlines()
-            if line.strip() and not line.startswith(("train: epoch", "ERROR: failed to reproduce"))
-            and "torch/distributed/elastic" not in line]
-    assert said == [f"error: train@{SET}: rank 1 of 2 was killed by SIGKILL, so every rank stopped; run `dvc repro` "
-                    "(or the same `dvc exp run`) again to resume from the last checkpoint"], killed.stderr
+    said = [
+        line
+        for line in killed.stderr.splitlines()
+        if line.strip()
+        and not line.startswith(("train: epoch", "ERROR: failed to reproduce"))
+        and "torch/distributed/elastic" not in line
+    ]
+    assert said == [
+        f"error: train@{SET}: rank 1 of 2 was killed by SIGKILL, so every rank stopped; run `dvc repro` "
+        "(or the same `dvc exp run`) again to resume from the last checkpoint"
+    ], killed.stderr
     client, runs = the_runs(project)
     assert len(runs) == 1 and runs[0].info.status == "KILLED"
 
@@ -215,8 +241,10 @@ def test_torchrun_with_one_process_trains_what_the_plain_stage_trains(prepared, 
     project = copy_of(prepared, tmp_path)
     stage = ["stages/train.py", "--set", SET, "--data", "data/subset", "--history", f"reports/{SET}/history.csv"]
     run_command([sys.executable, *stage, "--model", "models/plain.pt"], project)
-    launched = run_command([str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "1", *stage,
-                            "--model", "models/torchrun.pt"], project)
+    launched = run_command(
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "1", *stage, "--model", "models/torchrun.pt"],
+        project,
+    )
     assert "Traceback" not in launched.stderr
     assert (project / "models" / "torchrun.pt").read_bytes() == (project / "models" / "plain.pt").read_bytes()
     client, runs = the_runs(project)

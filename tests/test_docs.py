@@ -83,7 +83,8 @@ def broken_links(path: Path) -> list[str]:
 def test_readme_fits_a_screen() -> None:
     lines = README.read_text(encoding="utf-8").splitlines()
     assert len(lines) <= README_MAX_LINES, (
-        f"README.md has {len(lines)} lines (at most {README_MAX_LINES}): move sections into docs/")
+        f"README.md has {len(lines)} lines (at most {README_MAX_LINES}): move sections into docs/"
+    )
 
 
 def test_every_relative_link_resolves() -> None:
@@ -98,8 +99,9 @@ def test_the_link_check_sees_a_broken_file_and_anchor(tmp_path: Path) -> None:
     page = tmp_path / "b.md"
     page.write_text(
         "[ok](a.md#data-sources-datasource) [ok](a.md#notes-1) [over two\nlines](a.md#title)\n"
-        "![gone](missing.png) [bad anchor](a.md#data-sources) <img src=\"nothere.png\">\n"
-        "`[code](ignored.md)`\n\n```\n[fenced](ignored.md)\n```\n[web](https://example.org/x.md)\n")
+        '![gone](missing.png) [bad anchor](a.md#data-sources) <img src="nothere.png">\n'
+        "`[code](ignored.md)`\n\n```\n[fenced](ignored.md)\n```\n[web](https://example.org/x.md)\n"
+    )
     assert broken_links(page) == [
         "b.md: missing.png: no such file",
         "b.md: a.md#data-sources: no heading #data-sources in a.md",
@@ -127,7 +129,11 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     site = tmp_path / "site"
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-        cwd=REPO, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_S,
+    )
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
     assert (site / "index.html").is_file()
     # Every picture of every page is in the site, raw-HTML <img> tags included (MkDocs does

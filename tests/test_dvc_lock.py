@@ -47,9 +47,13 @@ def changed_dependencies(status: dict) -> dict[str, str]:
 
 
 def test_changed_dependencies_are_read_from_dvc_status():
-    status = {"train@seed": [{"changed deps": {"src/unmix/config.py": "modified", "data/subset": "deleted"}},
-                             {"changed outs": {"models/seed.pt": "deleted"}}],
-              "download": ["changed command"]}
+    status = {
+        "train@seed": [
+            {"changed deps": {"src/unmix/config.py": "modified", "data/subset": "deleted"}},
+            {"changed outs": {"models/seed.pt": "deleted"}},
+        ],
+        "download": ["changed command"],
+    }
     assert changed_dependencies(status) == {"src/unmix/config.py": "modified", "data/subset": "deleted"}
 
 
@@ -63,11 +67,19 @@ def test_stage_outputs_are_not_counted_as_code():
 
 
 def test_every_tracked_dependency_has_the_digest_the_lock_records():
-    result = subprocess.run([str(Path(BIN) / "dvc"), "status", "--json"], cwd=REPO, env=command_env(),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(Path(BIN) / "dvc"), "status", "--json"],
+        cwd=REPO,
+        env=command_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     changed = changed_dependencies(json.loads(result.stdout or "{}"))
     outputs = stage_outputs()
     stale = {path: change for path, change in changed.items() if ":" not in path and from_git(path, outputs)}
-    assert not stale, (f"dvc.lock records other digests than these files have: {stale}. "
-                       "Run `make repro` and commit dvc.lock with the outputs it changes.")
+    assert not stale, (
+        f"dvc.lock records other digests than these files have: {stale}. "
+        "Run `make repro` and commit dvc.lock with the outputs it changes."
+    )

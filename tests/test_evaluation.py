@@ -30,8 +30,16 @@ def three_pairs():
 def test_score_outputs_keys_and_per_pair_values(three_pairs):
     scores = score_outputs(*three_pairs)
     assert set(scores) == {
-        "seed_l1", "best/seed_l1", "fixed/mae", "fixed/mse", "fixed/psnr", "fixed/ssim",
-        "best/mae", "best/mse", "best/psnr", "best/ssim",
+        "seed_l1",
+        "best/seed_l1",
+        "fixed/mae",
+        "fixed/mse",
+        "fixed/psnr",
+        "fixed/ssim",
+        "best/mae",
+        "best/mse",
+        "best/psnr",
+        "best/ssim",
     }
     # seed L1 in [-1, 1]: pair 0: 0; pair 1: |-1-1| + |1+1| = 4; pair 2: 0.2 + 0.2 = 0.4
     assert torch.allclose(scores["seed_l1"], torch.tensor([0.0, 4.0, 0.4]))
@@ -101,8 +109,7 @@ class Zeros(nn.Module):
 
 def random_pairs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
-            rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
+    return (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
 
 
 def test_model_outputting_the_mixture_scores_exactly_the_mean_baseline():
@@ -110,8 +117,17 @@ def test_model_outputting_the_mixture_scores_exactly_the_mean_baseline():
     result = evaluate_separator(MixtureTwice(), a, b, mix="mean")
     assert isinstance(result, Evaluation)
     assert result.metrics["test"] == result.metrics["baseline"]
-    for key in ("seed_l1", "fixed/mae", "fixed/mse", "fixed/psnr", "best/mae", "best/mse", "best/psnr",
-                "best/ssim", "best/seed_l1"):
+    for key in (
+        "seed_l1",
+        "fixed/mae",
+        "fixed/mse",
+        "fixed/psnr",
+        "best/mae",
+        "best/mse",
+        "best/psnr",
+        "best/ssim",
+        "best/seed_l1",
+    ):
         np.testing.assert_array_equal(result.per_pair[f"test/{key}"], result.per_pair[f"baseline/{key}"])
         assert result.per_pair[f"test/{key}"].shape == (4,)
 

@@ -41,15 +41,23 @@ def layer(module: str) -> int:
 
 
 def test_no_module_imports_a_layer_above_its_own():
-    upward = [f"{module} → {name}" for module, path in modules().items() for name in sorted(imports_of(path))
-              if layer(name) > layer(module)]
+    upward = [
+        f"{module} → {name}"
+        for module, path in modules().items()
+        for name in sorted(imports_of(path))
+        if layer(name) > layer(module)
+    ]
     assert upward == []
 
 
 def test_no_wing_imports_a_wing_of_its_own_layer():
     # reports and tracking sit side by side, as serve and team do: neither reaches into the other.
-    sideways = [f"{module} → {name}" for module, path in modules().items() for name in sorted(imports_of(path))
-                if layer(name) == layer(module) and wing(name) != wing(module) and layer(module) > 0]
+    sideways = [
+        f"{module} → {name}"
+        for module, path in modules().items()
+        for name in sorted(imports_of(path))
+        if layer(name) == layer(module) and wing(name) != wing(module) and layer(module) > 0
+    ]
     assert sideways == []
 
 
@@ -62,7 +70,7 @@ def test_no_import_circle():
         state[module] = 1
         for name in sorted(graph.get(module, ())):
             if state.get(name) == 1:
-                circles.append(" → ".join(path[path.index(name):] + [name]))
+                circles.append(" → ".join(path[path.index(name) :] + [name]))
             elif name not in state:
                 visit(name, path + [name])
         state[module] = 2

@@ -68,7 +68,11 @@ def test_encoder_has_leaky_relu_after_every_conv_but_the_last(model):
 def test_encoder_shapes_layer_by_layer(model, mixture):
     # 32 -(k4 s2 p1)-> 16 -(k4 s1 p1)-> 15 -> 14 -(k4 s2 p1)-> 7 -(k6)-> 2
     assert shapes_after(model.encoder, mixture, nn.Conv2d) == [
-        (2, 32, 16, 16), (2, 64, 15, 15), (2, 64, 14, 14), (2, 64, 7, 7), (2, 128, 2, 2),
+        (2, 32, 16, 16),
+        (2, 64, 15, 15),
+        (2, 64, 14, 14),
+        (2, 64, 7, 7),
+        (2, 128, 2, 2),
     ]
 
 
@@ -80,10 +84,16 @@ def test_decoder_transposed_convolutions_match_the_seed(model, name):
     decoder = getattr(model, name)
     convs = [layer for layer in decoder if isinstance(layer, nn.ConvTranspose2d)]
     # (in, out, kernel, stride, padding, output_padding) from SEED.md
-    expected = [(128, 64, 2, 1, 0, 0), (64, 64, 4, 2, 1, 1), (64, 64, 4, 1, 0, 0), (64, 32, 4, 1, 0, 0),
-                (32, 3, 4, 2, 1, 1)]
-    got = [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0], c.output_padding[0])
-           for c in convs]
+    expected = [
+        (128, 64, 2, 1, 0, 0),
+        (64, 64, 4, 2, 1, 1),
+        (64, 64, 4, 1, 0, 0),
+        (64, 32, 4, 1, 0, 0),
+        (32, 3, 4, 2, 1, 1),
+    ]
+    got = [
+        (c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0], c.output_padding[0]) for c in convs
+    ]
     assert got == expected
 
 
@@ -94,7 +104,11 @@ def test_decoder_shapes_layer_by_layer(model, name):
     # (i - 1) * s - 2p + k + op: 2 -> 1+2 = 3 -> 2*2-2+4+1 = 7 -> 6+4 = 10 -> 9+4 = 13
     #                            -> 12*2-2+4+1 = 27
     assert shapes_after(decoder, latent, nn.ConvTranspose2d) == [
-        (2, 64, 3, 3), (2, 64, 7, 7), (2, 64, 10, 10), (2, 32, 13, 13), (2, 3, 27, 27),
+        (2, 64, 3, 3),
+        (2, 64, 7, 7),
+        (2, 64, 10, 10),
+        (2, 32, 13, 13),
+        (2, 3, 27, 27),
     ]
     # then nearest upsampling by 32/27 to 32 x 32, and Tanh
     assert shapes_after(decoder, latent, nn.UpsamplingNearest2d) == [(2, 3, 32, 32)]
@@ -106,7 +120,17 @@ def test_decoder_has_leaky_relu_between_transposed_convs_only(model, name):
     layers = [layer for layer in getattr(model, name) if not isinstance(layer, nn.Dropout2d)]
     ct, act = nn.ConvTranspose2d, nn.LeakyReLU
     assert [type(layer) for layer in layers] == [
-        ct, act, ct, act, ct, act, ct, act, ct, nn.UpsamplingNearest2d, nn.Tanh,
+        ct,
+        act,
+        ct,
+        act,
+        ct,
+        act,
+        ct,
+        act,
+        ct,
+        nn.UpsamplingNearest2d,
+        nn.Tanh,
     ]
 
 

@@ -57,8 +57,21 @@ def test_queued_sweep_with_two_workers_on_a_fresh_store(tiny_project: Path, monk
     one_set_project(tiny_project, monkeypatch)
     names = list(EXPERIMENTS)
     for name, (lr, epochs) in EXPERIMENTS.items():
-        run_command(["dvc", "exp", "run", "--queue", "--name", name, "-S", f"sets.seed.lr={lr}",
-                     "-S", f"sets.seed.epochs={epochs}"], tiny_project)
+        run_command(
+            [
+                "dvc",
+                "exp",
+                "run",
+                "--queue",
+                "--name",
+                name,
+                "-S",
+                f"sets.seed.lr={lr}",
+                "-S",
+                f"sets.seed.epochs={epochs}",
+            ],
+            tiny_project,
+        )
     start_two_workers(tiny_project)
     statuses = wait_for_queue(tiny_project, names)
     logs = {name: run_command(["dvc", "queue", "logs", name], tiny_project, check=False).stdout for name in names}
@@ -85,15 +98,22 @@ def test_queued_sweep_with_two_workers_on_a_fresh_store(tiny_project: Path, monk
         assert "test/best/psnr" in run.data.metrics  # evaluate logged to the same run
         windows[name] = training_window(client, run)
 
-    overlaps = [min(windows[a][1], windows[b][1]) - max(windows[a][0], windows[b][0])
-                for i, a in enumerate(names) for b in names[i + 1:]]
+    overlaps = [
+        min(windows[a][1], windows[b][1]) - max(windows[a][0], windows[b][0])
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    ]
     print(f"training windows (s): {windows}; largest overlap {max(overlaps):.2f} s")
     assert max(overlaps) > 0, f"no two trainings overlapped: {windows}"
     print("train waits on MLflow (s):", {name: waits(log) for name, log in logs.items()})
 
     shown = json.loads(run_command(["dvc", "exp", "show", "--json"], tiny_project).stdout)
-    metrics = {exp["name"]: rev["data"]["metrics"]["reports/seed/metrics.json"]
-               for commit in shown for exp in (commit.get("experiments") or []) for rev in exp["revs"]}
+    metrics = {
+        exp["name"]: rev["data"]["metrics"]["reports/seed/metrics.json"]
+        for commit in shown
+        for exp in (commit.get("experiments") or [])
+        for rev in exp["revs"]
+    }
     assert sorted(metrics) == sorted(names)
     for name in names:
         assert isinstance(metrics[name]["data"]["test"]["best"]["psnr"], float), metrics[name]
@@ -112,8 +132,9 @@ def start_two_workers(project: Path) -> None:
     """
     start_workers(project, 1)
     deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-    while not re.search(r"Worker status: (1 active|0 active, 1 idle)",
-                        run_command(["dvc", "queue", "status"], project).stdout):
+    while not re.search(
+        r"Worker status: (1 active|0 active, 1 idle)", run_command(["dvc", "queue", "status"], project).stdout
+    ):
         assert time.monotonic() < deadline, "the first queue worker did not start"
         time.sleep(1)
     start_workers(project, 2)
@@ -123,8 +144,15 @@ def start_workers(project: Path, count: int) -> None:
     """`dvc queue start -j count`, its output to a file: the workers it leaves behind would
     hold a pipe open, and reading the command's output would wait for them to finish."""
     with open(project / ".dvc" / "tmp" / f"queue-start-{count}.log", "w") as log:
-        subprocess.run(["dvc", "queue", "start", "-j", str(count)], cwd=project, stdout=log, stderr=log, check=True,
-                       env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}, timeout=120)
+        subprocess.run(
+            ["dvc", "queue", "start", "-j", str(count)],
+            cwd=project,
+            stdout=log,
+            stderr=log,
+            check=True,
+            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+            timeout=120,
+        )
 
 
 def wait_for_queue(project: Path, names: list[str]) -> dict[str, str]:
@@ -136,8 +164,11 @@ def wait_for_queue(project: Path, names: list[str]) -> dict[str, str]:
     deadline = time.monotonic() + QUEUE_TIMEOUT_S
     while time.monotonic() < deadline:
         shown = json.loads(run_command(["dvc", "exp", "show", "--json"], project).stdout)
-        states = {exp["name"]: (exp.get("executor") or {}).get("state")
-                  for commit in shown for exp in (commit.get("experiments") or [])}
+        states = {
+            exp["name"]: (exp.get("executor") or {}).get("state")
+            for commit in shown
+            for exp in (commit.get("experiments") or [])
+        }
         if all(states.get(name) in ("success", "failed") for name in names):
             return {name: states[name] for name in names}
         time.sleep(5)
@@ -145,19 +176,28 @@ def wait_for_queue(project: Path, names: list[str]) -> dict[str, str]:
     raise AssertionError(f"queue not done after {QUEUE_TIMEOUT_S} s: {states}")
 
 
-def test_two_clones_repro_at_once_into_one_store(tiny_project: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_clones_repro_at_once_into_one_store(
+    tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     one_set_project(tiny_project, monkeypatch)
     clones = [tmp_path / "clone_a", tmp_path / "clone_b"]
     for clone, lr in zip(clones, ("0.001", "0.002")):
         git(tmp_path, "clone", "-q", str(tiny_project), str(clone))
         write_params(clone, lambda p, lr=lr: p["sets"]["seed"].update(lr=float(lr), epochs=20))
     store = tmp_path / "shared" / "mlflow.db"  # does not exist yet: both race to create it
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{store}", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{store}",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("DVC_ROOT", None)
-    processes = [subprocess.Popen(["dvc", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for clone in clones]
+    processes = [
+        subprocess.Popen(
+            ["dvc", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for clone in clones
+    ]
     outputs = [process.communicate(timeout=QUEUE_TIMEOUT_S)[0] for process in processes]
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output

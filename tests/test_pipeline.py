@@ -28,8 +28,11 @@ def repro(project: Path, check: bool = True):
 def test_dvc_repro_end_to_end(tiny_project: Path) -> None:
     first = repro(tiny_project)
     assert set(ran_stages(first.stdout)) == {
-        "download", "subset", "render-figures",
-        *(f"{stage}@{name}" for stage in ("train", "evaluate") for name in SETS)}
+        "download",
+        "subset",
+        "render-figures",
+        *(f"{stage}@{name}" for stage in ("train", "evaluate") for name in SETS),
+    }
 
     for name in SETS:
         assert (tiny_project / "models" / f"{name}.pt").stat().st_size > 1_000_000
@@ -45,7 +48,8 @@ def test_dvc_repro_end_to_end(tiny_project: Path) -> None:
             assert metrics[block]["best"]["psnr"] >= metrics[block]["fixed"]["psnr"]
     figures = {p.name for p in (tiny_project / "reports" / "figures").iterdir()}
     assert figures == {"learning_curves_all.png", "test_metrics.png"} | {
-        f"{kind}_{name}.png" for kind in ("learning_curves", "reconstructions") for name in SETS}
+        f"{kind}_{name}.png" for kind in ("learning_curves", "reconstructions") for name in SETS
+    }
     # Drawn from MLflow's time/minutes, outside DVC's outputs.
     assert (tiny_project / "reports" / "wall_time" / "quality_vs_minutes.png").stat().st_size > 10_000
     summary = (tiny_project / "reports" / "summary.md").read_text()
@@ -122,8 +126,11 @@ def test_going_back_to_parameters_that_ran_restores_from_the_run_cache(tiny_proj
     # instead of training (the outputs are not `persist`, which the run cache skips).
     def exp_run(lr: float) -> tuple[str, bytes, str]:
         result = run_command(["dvc", "exp", "run", "train@best", "-S", f"sets.best.lr={lr}"], tiny_project)
-        return (result.stdout, (tiny_project / "models" / "best.pt").read_bytes(),
-                (tiny_project / "reports" / "best" / "history.csv").read_text())
+        return (
+            result.stdout,
+            (tiny_project / "models" / "best.pt").read_bytes(),
+            (tiny_project / "reports" / "best" / "history.csv").read_text(),
+        )
 
     first_out, first_model, first_history = exp_run(0.001)
     assert "train@best" in ran_stages(first_out)

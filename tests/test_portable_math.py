@@ -29,8 +29,18 @@ def test_sincos_matches_numpy_over_many_turns(dtype, tolerance):
 def test_arctan2_in_every_quadrant_and_on_the_axes():
     y = np.array([0.0, 1, 1, 1, 0, -1, -1, -1, 0, math.sqrt(3)])
     x = np.array([1.0, 1, 0, -1, -1, -1, 0, 1, 0, 1])
-    expected = [0, math.pi / 4, math.pi / 2, 3 * math.pi / 4, math.pi, -3 * math.pi / 4, -math.pi / 2,
-                -math.pi / 4, 0, math.pi / 3]  # (0, 0) gives 0, as numpy does
+    expected = [
+        0,
+        math.pi / 4,
+        math.pi / 2,
+        3 * math.pi / 4,
+        math.pi,
+        -3 * math.pi / 4,
+        -math.pi / 2,
+        -math.pi / 4,
+        0,
+        math.pi / 3,
+    ]  # (0, 0) gives 0, as numpy does
     np.testing.assert_allclose(arctan2(y, x), expected, atol=1e-15)
 
 
@@ -42,8 +52,7 @@ def test_arctan2_matches_numpy():
 
 
 def test_exp_at_known_values_and_against_numpy():
-    np.testing.assert_allclose(exp(np.array([0.0, math.log(2), -math.log(4), 1.0])),
-                               [1, 2, 0.25, math.e], rtol=1e-15)
+    np.testing.assert_allclose(exp(np.array([0.0, math.log(2), -math.log(4), 1.0])), [1, 2, 0.25, math.e], rtol=1e-15)
     x = np.linspace(-40, 5, 1001)
     np.testing.assert_allclose(exp(x), np.exp(x), rtol=4e-16)
 

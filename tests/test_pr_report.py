@@ -115,7 +115,10 @@ def test_build_report_lists_paths_without_url() -> None:
 
 def test_module_runs_as_script() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "unmix.reports.pull_request", "--help"], capture_output=True, text=True, check=True,
+        [sys.executable, "-m", "unmix.reports.pull_request", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
     )
     assert "--figures-url" in proc.stdout

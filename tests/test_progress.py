@@ -41,15 +41,21 @@ def test_seconds_left_extrapolates_the_rate_so_far() -> None:
 def test_epoch_scores_name_the_metrics_as_mlflow_does() -> None:
     assert epoch_scores(0.5, None, None) == "train/l1 0.5000"
     assert epoch_scores(0.5, 0.25, 14.123) == "train/l1 0.5000, valid/l1 0.2500, valid/psnr 14.12 dB"
-    assert epoch_line("train", 3, 80, "train/l1 0.5000", 0.93, 72.0) == \
-        "train: epoch 3/80, train/l1 0.5000, 0.93 s/epoch, 1m12s left"
+    assert (
+        epoch_line("train", 3, 80, "train/l1 0.5000", 0.93, 72.0)
+        == "train: epoch 3/80, train/l1 0.5000, 0.93 s/epoch, 1m12s left"
+    )
 
 
 def test_plain_lines_come_on_validated_epochs_and_the_last() -> None:
     stream, clock = io.StringIO(), FakeClock()
     progress = EpochProgress(4, stream=stream, clock=clock, live=False)
-    results = [EpochResult(1, 0.9, None), EpochResult(2, 0.8, 0.7, 13.0), EpochResult(3, 0.7, None),
-               EpochResult(4, 0.6, None)]
+    results = [
+        EpochResult(1, 0.9, None),
+        EpochResult(2, 0.8, 0.7, 13.0),
+        EpochResult(3, 0.7, None),
+        EpochResult(4, 0.6, None),
+    ]
     for result in results:
         clock.now += 2.0  # 2 s per epoch
         progress.update(result)
@@ -65,8 +71,11 @@ def test_a_resumed_training_counts_its_rate_from_its_own_first_epoch() -> None:
     progress = EpochProgress(10, stream=stream, clock=clock, live=False)
     clock.now += 3.0
     progress.update(EpochResult(7, 0.5, 0.4, 15.0))  # epochs 1-6 ran in another process
-    assert stream.getvalue().strip().endswith("epoch 7/10, train/l1 0.5000, valid/l1 0.4000, "
-                                              "valid/psnr 15.00 dB, 3.00 s/epoch, 9s left")
+    assert (
+        stream.getvalue()
+        .strip()
+        .endswith("epoch 7/10, train/l1 0.5000, valid/l1 0.4000, valid/psnr 15.00 dB, 3.00 s/epoch, 9s left")
+    )
 
 
 def test_a_terminal_gets_a_bar_with_the_losses() -> None:

@@ -30,8 +30,13 @@ def test_one_registered_model_per_set() -> None:
 
 def test_version_tags_hold_metrics_digest_commit_and_set() -> None:
     tags = version_tags({"test/best/psnr": 17.5, "test/n_pairs": 500}, DIGEST, "c" * 40, "best")
-    assert tags == {"test/best/psnr": "17.5", "test/n_pairs": "500.0", "unmix.data_digest": DIGEST,
-                    "git_commit": "c" * 40, "unmix.set": "best"}
+    assert tags == {
+        "test/best/psnr": "17.5",
+        "test/n_pairs": "500.0",
+        "unmix.data_digest": DIGEST,
+        "git_commit": "c" * 40,
+        "unmix.set": "best",
+    }
     assert "git_commit" not in version_tags({}, DIGEST, None, "best")
 
 
@@ -73,8 +78,14 @@ def store(mlflow_uri: str, tmp_path: Path) -> SimpleNamespace:
 
 
 def register(store: SimpleNamespace, run_id: str, psnr: float, digest: str = DIGEST):
-    return register_run_model(store.client, run_id=run_id, set_name="best", test_metrics={"test/best/psnr": psnr},
-                              digest=digest, commit="c" * 40)
+    return register_run_model(
+        store.client,
+        run_id=run_id,
+        set_name="best",
+        test_metrics={"test/best/psnr": psnr},
+        digest=digest,
+        commit="c" * 40,
+    )
 
 
 def champion(store: SimpleNamespace) -> int:
@@ -85,11 +96,19 @@ def test_registration_tags_the_version_and_the_first_becomes_champion(store: Sim
     run_id = store.run_with_model()
     registration = register(store, run_id, 15.0)
     assert (registration.name, registration.version, registration.created, registration.champion) == (
-        "unmix-best", 1, True, 1)
+        "unmix-best",
+        1,
+        True,
+        1,
+    )
     version = store.client.get_model_version("unmix-best", "1")
     assert version.run_id == run_id
-    assert version.tags == {"test/best/psnr": "15.0", "unmix.data_digest": DIGEST, "git_commit": "c" * 40,
-                            "unmix.set": "best"}
+    assert version.tags == {
+        "test/best/psnr": "15.0",
+        "unmix.data_digest": DIGEST,
+        "git_commit": "c" * 40,
+        "unmix.set": "best",
+    }
     (logged,) = store.client.search_logged_models([store.client.get_run(run_id).info.experiment_id])
     assert version.source == f"models:/{logged.model_id}"
     assert champion(store) == 1
@@ -142,8 +161,9 @@ def test_two_racing_evaluations_end_on_the_best(store: SimpleNamespace) -> None:
     racing = RacingClient(store.client, race=lambda: register(store, better_run, 17.0))
     # Ours (16.0) reads versions 1-2 and decides on 2; before it writes, version 3 (17.0)
     # registers and takes the alias; our write then puts it on 2, and our re-read moves it back.
-    register_run_model(racing, run_id=worse_run, set_name="best", test_metrics={"test/best/psnr": 16.0},
-                       digest=DIGEST, commit=None)
+    register_run_model(
+        racing, run_id=worse_run, set_name="best", test_metrics={"test/best/psnr": 16.0}, digest=DIGEST, commit=None
+    )
     assert racing.alias_writes == [2, 3]
     assert champion(store) == 3
 
@@ -164,13 +184,16 @@ def test_register_evaluation_warns_for_a_run_without_a_separator_and_fails_on_a_
 ) -> None:
     (tmp_path / "subset").mkdir()
     (tmp_path / "subset" / "meta.json").write_text(
-        f'{{"source": "shapes", "test_from": "test split", "class_names": [], "digest": "{DIGEST}"}}')
+        f'{{"source": "shapes", "test_from": "test split", "class_names": [], "digest": "{DIGEST}"}}'
+    )
     metrics = {"test": {"best": {"psnr": 15.0}}}
     run_id = store.run_with_model(model_type="pytorch")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     tracking = SimpleNamespace(enabled=True, uri=None)
     assert register_evaluation(tracking, "best", run_id, metrics, tmp_path / "subset") is None
-    assert capsys.readouterr().err == f"warning: nothing registered: run {run_id} logged no unmix separator model " \
+    assert (
+        capsys.readouterr().err == f"warning: nothing registered: run {run_id} logged no unmix separator model "
         "(trained before models were logged pickle-free?): retrain the set to register it\n"
+    )
     with pytest.raises(RegistryError, match=f"^Model Registry at {store.uri}: Run .*not found"):
         register_evaluation(tracking, "best", "0" * 32, metrics, tmp_path / "subset")

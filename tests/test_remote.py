@@ -25,9 +25,11 @@ def object_files(folder: Path) -> set[str]:
 
 def one_set(project: Path, **tracking: object) -> None:
     """Keep the tiny `seed` set alone, change the tracking section, commit."""
+
     def edit(params: dict) -> None:
         params["sets"] = {"seed": params["sets"]["seed"]}
         params["tracking"].update(tracking)
+
     write_params(project, edit)
     git(project, "commit", "-qam", "one set")
 
@@ -55,7 +57,8 @@ def test_push_sends_every_cached_output_and_a_pulled_clone_runs_no_stage(tiny_pr
 
 @pytest.mark.server  # team_server: PostgreSQL and MLflow
 def test_sweep_pushes_an_experiment_another_clone_pulls_with_its_runs(
-        tiny_project: Path, tmp_path: Path, team_server: TeamServer) -> None:
+    tiny_project: Path, tmp_path: Path, team_server: TeamServer
+) -> None:
     import mlflow
 
     one_set(tiny_project, experiment="unmix-sweep")
@@ -71,10 +74,25 @@ def test_sweep_pushes_an_experiment_another_clone_pulls_with_its_runs(
     git(tmp_path, "clone", "-q", str(origin), str(runner))
     name = "sweep-7-1-0"
     summary = tmp_path / "summary.md"
-    sweep = run_command([sys.executable, "-m", "unmix.team.sweep", "run", "--name", name,
-                         "--overrides", "sets.seed.lr=0.001 sets.seed.epochs=2", "--git-remote", "origin",
-                         "--require-server", "--summary", str(summary)],
-                        runner, env={"MLFLOW_TRACKING_URI": team_server.url})
+    sweep = run_command(
+        [
+            sys.executable,
+            "-m",
+            "unmix.team.sweep",
+            "run",
+            "--name",
+            name,
+            "--overrides",
+            "sets.seed.lr=0.001 sets.seed.epochs=2",
+            "--git-remote",
+            "origin",
+            "--require-server",
+            "--summary",
+            str(summary),
+        ],
+        runner,
+        env={"MLFLOW_TRACKING_URI": team_server.url},
+    )
     assert "refs/exps/" in git(runner, "ls-remote", "origin") and name in git(runner, "ls-remote", "origin")
 
     client = mlflow.MlflowClient(tracking_uri=team_server.url)

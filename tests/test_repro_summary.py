@@ -11,10 +11,14 @@ def test_changed_files_from_git_porcelain():
 
 
 def test_metric_moves_by_hand():
-    diff = {"reports/seed/metrics.json": {"test.best.psnr": {"old": 14.004, "new": 14.025, "diff": 0.021},
-                                          "test.best.ssim": {"old": 0.239, "new": 0.238, "diff": -0.001},
-                                          "test.fixed.mae": {"old": 0.17, "new": 0.169, "diff": -0.001}},
-            "reports/best/metrics.json": {"test.best.psnr": {"old": None, "new": 16.7, "diff": None}}}
+    diff = {
+        "reports/seed/metrics.json": {
+            "test.best.psnr": {"old": 14.004, "new": 14.025, "diff": 0.021},
+            "test.best.ssim": {"old": 0.239, "new": 0.238, "diff": -0.001},
+            "test.fixed.mae": {"old": 0.17, "new": 0.169, "diff": -0.001},
+        },
+        "reports/best/metrics.json": {"test.best.psnr": {"old": None, "new": 16.7, "diff": None}},
+    }
     assert metric_moves(diff) == ["  seed: PSNR 14.004 → 14.025 dB (+0.021), SSIM 0.239 → 0.238 (-0.001)"]
 
 

@@ -20,11 +20,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # the weight average (its own state) and bf16 steps through attention.
 CASES = {
     "seed_fixed_pairs": ({"arch": "seed"}, {"mix": "quarter_sum", "loss": "fixed", "fresh_pairs": False}),
-    "unet_onecycle_flips": ({"arch": "unet", "width": 4, "depth": 1, "consistency": True, "mix": "mean"},
-                            {"mix": "mean", "loss": "pit", "schedule": "onecycle", "flip": True}),
+    "unet_onecycle_flips": (
+        {"arch": "unet", "width": 4, "depth": 1, "consistency": True, "mix": "mean"},
+        {"mix": "mean", "loss": "pit", "schedule": "onecycle", "flip": True},
+    ),
     "unet_attention_ema_bf16": (
         {"arch": "unet", "width": 4, "depth": 1, "consistency": True, "mix": "mean", "attention": True},
-        {"mix": "mean", "loss": "pit", "schedule": "onecycle", "ema": 0.9, "precision": "bf16"}),
+        {"mix": "mean", "loss": "pit", "schedule": "onecycle", "ema": 0.9, "precision": "bf16"},
+    ),
 }
 EPOCHS = 3
 
@@ -43,8 +46,12 @@ def train(images, case: str, on_epoch_end=None, **hooks):
     torch.manual_seed(0)
     model = build_model(**model_options)
     config = SetConfig(epochs=EPOCHS, batch_size=4, lr=1e-3, seed=0, validate_every=1, **loop_options)
-    history = train_separator(model, config, TrainingImages(images["train"], images["valid_a"], images["valid_b"]),
-                              hooks=TrainingHooks(on_epoch_end=on_epoch_end, **hooks))
+    history = train_separator(
+        model,
+        config,
+        TrainingImages(images["train"], images["valid_a"], images["valid_b"]),
+        hooks=TrainingHooks(on_epoch_end=on_epoch_end, **hooks),
+    )
     return model, history
 
 
@@ -87,8 +94,13 @@ def test_an_interruption_checkpoints_the_last_finished_epoch_then_resumes_identi
             raise KeyboardInterrupt  # as Ctrl-C would, after epoch 2's training
 
     with pytest.raises(KeyboardInterrupt):
-        train(images, "unet_onecycle_flips", checkpoint_every=5, on_epoch_end=interrupt_in_epoch_two,
-              on_checkpoint=lambda state: saved.append(through_disk(tmp_path, state)))
+        train(
+            images,
+            "unet_onecycle_flips",
+            checkpoint_every=5,
+            on_epoch_end=interrupt_in_epoch_two,
+            on_checkpoint=lambda state: saved.append(through_disk(tmp_path, state)),
+        )
     # Epoch 1 was not due (every 5) but is the last finished one: written on the way out,
     # as it stood then, not as the model moved on during epoch 2.
     assert [state["epoch"] for state in saved] == [1]

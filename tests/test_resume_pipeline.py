@@ -24,14 +24,25 @@ METRIC_KEYS = ("train/l1", "valid/l1", "valid/psnr", "time/minutes")
 
 def repro(project: Path, target: str, kill_at: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`dvc repro target` in its own process group (a group kill must not reach pytest)."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1",
-           "PYTHONFAULTHANDLER": "1"}  # a crash of the stage shows where it happened
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONFAULTHANDLER": "1",
+    }  # a crash of the stage shows where it happened
     for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "UNMIX_TEST_KILL_AT"):
         env.pop(name, None)
     if kill_at:
         env["UNMIX_TEST_KILL_AT"] = kill_at
-    return subprocess.run(["dvc", "repro", target], cwd=project, env=env, capture_output=True, text=True,
-                          timeout=timeout, start_new_session=True)
+    return subprocess.run(
+        ["dvc", "repro", target],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        start_new_session=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +72,9 @@ def the_run(project: Path):
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("unmix").experiment_id],
-                              filter_string=f"tags.`unmix.set` = '{SET}'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("unmix").experiment_id], filter_string=f"tags.`unmix.set` = '{SET}'"
+    )
     assert len(runs) == 1, "the resumed training must continue the same MLflow run"
     return client, runs[0]
 
@@ -111,7 +123,8 @@ def check_one_finished_run(project: Path, evaluated: bool) -> None:
 
 @pytest.mark.parametrize("kill_at", ["mid-epoch@2:INT", "validation@2:TERM:group"])
 def test_ctrl_c_or_sigterm_saves_the_last_epoch_ends_the_run_killed_and_says_how_to_resume(
-        prepared, uninterrupted, tmp_path, kill_at):
+    prepared, uninterrupted, tmp_path, kill_at
+):
     project = copy_of(prepared, tmp_path)
     # Checkpoints every 2 epochs: epoch 1 is not due, so the interruption itself must write it.
     write_params(project, lambda params: params["resume"].update(checkpoint_every=2))

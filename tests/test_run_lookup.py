@@ -91,5 +91,3 @@ def test_wall_time_histories_come_from_the_runs_found_by_digest(mlflow_uri: str)
     assert list(histories) == ["seed"]  # no run for best's model
     assert histories["seed"].to_dict("list") == {"epoch": [1, 2], "minutes": [0.5, 1.0], "valid/psnr": [11.0, 12.0]}
     assert wall_time_histories(mlflow_uri, "no such experiment", {"seed": "a" * 64}) == {}
-
-

@@ -36,8 +36,10 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)
     made = {}
-    for arch, config in (("unet", model_config("unet", 8, 2, True, "mean")),
-                         ("seed", model_config("seed", 32, 3, False, "quarter_sum"))):
+    for arch, config in (
+        ("unet", model_config("unet", 8, 2, True, "mean")),
+        ("seed", model_config("seed", 32, 3, False, "quarter_sum")),
+    ):
         model = build_model(**config).eval()
         save_model(model, folder / f"{arch}.pt", config, {"set_name": arch})
         made[arch] = (folder / f"{arch}.pt", model)
@@ -68,8 +70,10 @@ def test_the_script_mixes_and_separates_png_and_jpeg(checkpoints: dict, tmp_path
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0] == f"model: unet, trained on the mean mix (checkpoint {path})"
-    assert lines[1:] == [f"{name} -> out/{Path(name).stem}_1.png, out/{Path(name).stem}_2.png, "
-                         f"out/{Path(name).stem}_panel.png" for name in ("m.png", "m2.jpg")]
+    assert lines[1:] == [
+        f"{name} -> out/{Path(name).stem}_1.png, out/{Path(name).stem}_2.png, out/{Path(name).stem}_panel.png"
+        for name in ("m.png", "m2.jpg")
+    ]
     for name in ("m.png", "m2.jpg"):
         stem = Path(name).stem
         expected_1, expected_2 = separate_pictures(model, read_picture(tmp_path / name)[None], "unet", 2)
@@ -85,9 +89,11 @@ def test_mix_rules_by_hand(tmp_path: Path) -> None:
     Image.fromarray(np.full((2, 2, 3), 30, np.uint8)).save(tmp_path / "b.png")
     Image.fromarray(np.full((2, 2, 3), 31, np.uint8)).save(tmp_path / "c.png")
     Image.fromarray(np.full((2, 2, 3), 255, np.uint8)).save(tmp_path / "white.png")
-    expected = {("a.png", "b.png", "mean"): 20,  # ((10/127.5-1) + (30/127.5-1)) / 2 → 20
-                ("white.png", "white.png", "quarter_sum"): 191,  # (1 + 1) / 4 = 0.5 → 1.5 * 127.5 = 191.25
-                ("c.png", "a.png", "half_difference"): 138}  # (21 / 127.5) / 2 → 10.5 + 127.5 = 138
+    expected = {
+        ("a.png", "b.png", "mean"): 20,  # ((10/127.5-1) + (30/127.5-1)) / 2 → 20
+        ("white.png", "white.png", "quarter_sum"): 191,  # (1 + 1) / 4 = 0.5 → 1.5 * 127.5 = 191.25
+        ("c.png", "a.png", "half_difference"): 138,
+    }  # (21 / 127.5) / 2 → 10.5 + 127.5 = 138
     for (first, second, mix), value in expected.items():
         mixed = tmp_path / "m.png"
         assert main(["mix", str(tmp_path / first), str(tmp_path / second), "--mix", mix, "-o", str(mixed)]) == 0
@@ -99,7 +105,8 @@ def test_mix_resizes_the_second_picture_with_a_note(tmp_path: Path, capsys: pyte
     picture(tmp_path / "b.png", 64, 48, 1)
     assert main(["mix", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "m.jpg")]) == 0
     assert capsys.readouterr().out.splitlines()[0] == (
-        f"note: resized {tmp_path / 'b.png'} (48×64) to {tmp_path / 'a.png'}'s 32×32")
+        f"note: resized {tmp_path / 'b.png'} (48×64) to {tmp_path / 'a.png'}'s 32×32"
+    )
     assert Image.open(tmp_path / "m.jpg").format == "JPEG" and read_picture(tmp_path / "m.jpg").shape == (32, 32, 3)
 
 
@@ -107,10 +114,14 @@ def test_larger_pictures_pad_on_the_unet_and_resize_on_the_seed_model(
     checkpoints: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     mixture = picture(tmp_path / "big.png", 50, 70, 2)
-    for arch, note in (("unet", "note: the unet model takes sizes that are multiples of 4: padded 70×50 to 72×52 "
-                                "and cropped the outputs back"),
-                       ("seed", "note: the seed model takes 32×32 only: resized 70×50 to 32×32 and the outputs "
-                                "back to 70×50")):
+    for arch, note in (
+        (
+            "unet",
+            "note: the unet model takes sizes that are multiples of 4: padded 70×50 to 72×52 "
+            "and cropped the outputs back",
+        ),
+        ("seed", "note: the seed model takes 32×32 only: resized 70×50 to 32×32 and the outputs back to 70×50"),
+    ):
         path, model = checkpoints[arch]
         out = tmp_path / arch
         assert main(["separate", str(tmp_path / "big.png"), "--model", str(path), "--out", str(out)]) == 0
@@ -177,15 +188,18 @@ def test_bad_pictures_are_one_line(tmp_path: Path, checkpoints: dict, capsys, mo
     for name, line in expected.items():
         assert bad(["separate", "good.png", name, "--model", model], tmp_path, capsys, monkeypatch) == line
     assert bad(["separate", "cut.png", "--model", model], tmp_path, capsys, monkeypatch).startswith(
-        "error: cut.png: cannot read the image (")
+        "error: cut.png: cannot read the image ("
+    )
     assert bad(["mix", "good.png", "notes.png", "-o", "m.png"], tmp_path, capsys, monkeypatch) == expected["notes.png"]
     assert bad(["mix", "good.png", "good.png", "-o", "m.bmp"], tmp_path, capsys, monkeypatch) == (
-        "error: m.bmp: expected a .png, .jpg or .jpeg file name")
+        "error: m.bmp: expected a .png, .jpg or .jpeg file name"
+    )
     Path(tmp_path / "sub").mkdir()
     picture(tmp_path / "sub" / "good.png", 32, 32, 1)
     assert bad(["separate", "good.png", "sub/good.png", "--model", model], tmp_path, capsys, monkeypatch) == (
         "error: good.png and sub/good.png: both would write good_1.png; rename one or separate them into "
-        "different --out folders")
+        "different --out folders"
+    )
     assert not list(tmp_path.glob("*_1.png"))
 
 
@@ -194,22 +208,36 @@ def test_bad_models_are_one_line(tmp_path: Path, project: Path, capsys, monkeypa
     (project / "zip.pt").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: torch's container, no checkpoint
     Image.open(project / "m.png").save(project / "picture.pt", format="PNG")
     store = f"sqlite:///{project / 'mlflow.db'}"
-    lines = {spec: bad(["separate", "m.png", "--model", spec], project, capsys, monkeypatch) for spec in
-             ("missing.pt", "picture.pt", "zip.pt", "models:/unmix-nothing@champion", "models:/unmix-best@champion",
-              "models:/unmix-best/7")}
-    assert lines["missing.pt"] == ("error: --model missing.pt: no such file (expected a checkpoint such as "
-                                   "models/best.pt, or a registered model such as models:/unmix-best@champion)")
+    lines = {
+        spec: bad(["separate", "m.png", "--model", spec], project, capsys, monkeypatch)
+        for spec in (
+            "missing.pt",
+            "picture.pt",
+            "zip.pt",
+            "models:/unmix-nothing@champion",
+            "models:/unmix-best@champion",
+            "models:/unmix-best/7",
+        )
+    }
+    assert lines["missing.pt"] == (
+        "error: --model missing.pt: no such file (expected a checkpoint such as "
+        "models/best.pt, or a registered model such as models:/unmix-best@champion)"
+    )
     assert lines["picture.pt"] == "error: --model picture.pt: not an unmix checkpoint (not a PyTorch file)"
     assert lines["zip.pt"].startswith("error: --model zip.pt: not an unmix checkpoint (")
-    for spec, what in (("models:/unmix-nothing@champion", "unmix-nothing"), ("models:/unmix-best@champion", "champion"),
-                       ("models:/unmix-best/7", "7")):
+    for spec, what in (
+        ("models:/unmix-nothing@champion", "unmix-nothing"),
+        ("models:/unmix-best@champion", "champion"),
+        ("models:/unmix-best/7", "7"),
+    ):
         assert lines[spec].startswith(f"error: --model {spec}: ") and lines[spec].endswith(f"(MLflow store {store})")
         assert what in lines[spec].removeprefix(f"error: --model {spec}: ")
     outside = tmp_path / "outside"
     outside.mkdir()
     picture(outside / "m.png", 32, 32, 0)
     assert bad(["separate", "m.png"], outside, capsys, monkeypatch).startswith(
-        f"error: no unmix project (dvc.yaml) in {outside} or above")
+        f"error: no unmix project (dvc.yaml) in {outside} or above"
+    )
     assert not list(project.glob("m_*.png"))
 
 
@@ -227,14 +255,23 @@ def test_mix_a_test_pair_writes_the_mixture_and_both_pictures(tmp_path: Path, ca
     out = tmp_path / "m.png"
     assert main(["mix", "--test-pair", "1", "--data", str(tmp_path / "subset"), "-o", str(out)]) == 0
     assert capsys.readouterr().out == (
-        f"wrote {out} (mean of test pair 1: {tmp_path / 'm_a.png'}, {tmp_path / 'm_b.png'})\n")
+        f"wrote {out} (mean of test pair 1: {tmp_path / 'm_a.png'}, {tmp_path / 'm_b.png'})\n"
+    )
     np.testing.assert_array_equal(read_picture(tmp_path / "m_a.png"), a[1])
     np.testing.assert_array_equal(read_picture(tmp_path / "m_b.png"), b[1])
     np.testing.assert_array_equal(read_picture(out), (a[1].astype(int) + b[1]) // 2)
-    assert bad(["mix", "--test-pair", "3", "--data", str(tmp_path / "subset"), "-o", "m.png"], tmp_path, capsys,
-               monkeypatch) == f"error: --test-pair 3: expected 0 to 2 ({tmp_path / 'subset'} has 3 test pairs)"
+    assert (
+        bad(
+            ["mix", "--test-pair", "3", "--data", str(tmp_path / "subset"), "-o", "m.png"],
+            tmp_path,
+            capsys,
+            monkeypatch,
+        )
+        == f"error: --test-pair 3: expected 0 to 2 ({tmp_path / 'subset'} has 3 test pairs)"
+    )
     with pytest.raises(SystemExit) as usage:
         main(["mix", "m_a.png", "--test-pair", "1", "-o", "m.png"])
     assert usage.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "unmix: error: mix takes two pictures A B, or --test-pair N alone")
+        "unmix: error: mix takes two pictures A B, or --test-pair N alone"
+    )

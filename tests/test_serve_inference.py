@@ -42,9 +42,11 @@ def test_size_note_names_the_sizes_only_when_something_changes() -> None:
     assert size_note(32, 32, "seed", 3) is None
     assert size_note(48, 64, "unet", 3) is None
     assert size_note(48, 64, "seed", 3) == (
-        "the seed model takes 32×32 only: resized 64×48 to 32×32 and the outputs back to 64×48")
+        "the seed model takes 32×32 only: resized 64×48 to 32×32 and the outputs back to 64×48"
+    )
     assert size_note(33, 50, "unet", 3) == (
-        "the unet model takes sizes that are multiples of 8: padded 50×33 to 56×40 and cropped the outputs back")
+        "the unet model takes sizes that are multiples of 8: padded 50×33 to 56×40 and cropped the outputs back"
+    )
 
 
 def test_32_by_32_is_exactly_what_training_and_evaluation_compute() -> None:

@@ -51,15 +51,29 @@ def logged(tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path
     experiment = client.get_experiment_by_name("unmix")
     (logged_model,) = client.search_logged_models(experiment_ids=[experiment.experiment_id])
     artifacts = Path(logged_model.artifact_location.removeprefix("file://"))
-    return {"uri": uri, "folder": folder, "model": model, "run_id": run.info.run_id, "client": client,
-            "logged_model": logged_model, "artifacts": artifacts}
+    return {
+        "uri": uri,
+        "folder": folder,
+        "model": model,
+        "run_id": run.info.run_id,
+        "client": client,
+        "logged_model": logged_model,
+        "artifacts": artifacts,
+    }
 
 
 def test_the_artifact_holds_no_pickle(logged: dict) -> None:
     files = [p for p in logged["artifacts"].rglob("*") if p.is_file()]
     names = {p.relative_to(logged["artifacts"]).as_posix() for p in files}
-    assert {"MLmodel", "model_code.py", "artifacts/weights.safetensors", "code/unmix/model/networks.py",
-            "code/unmix/tracking/logged_model.py", "input_example.json", "requirements.txt"} <= names
+    assert {
+        "MLmodel",
+        "model_code.py",
+        "artifacts/weights.safetensors",
+        "code/unmix/model/networks.py",
+        "code/unmix/tracking/logged_model.py",
+        "input_example.json",
+        "requirements.txt",
+    } <= names
     assert not [n for n in names if n.endswith((".pkl", ".pickle", ".pt", ".pth", ".pyc"))]
     for path in files:
         head = path.read_bytes()[:2]
@@ -99,16 +113,17 @@ def test_signature_and_input_example(logged: dict) -> None:
 @pytest.mark.slow  # a fresh process importing mlflow and loading the model twice
 def test_loads_in_a_fresh_process_from_another_folder_by_id_and_by_alias(logged: dict, tmp_path: Path) -> None:
     client, run_id = logged["client"], logged["run_id"]
-    register_run_model(client, run_id=run_id, set_name="best", test_metrics={"test/best/psnr": 20.0},
-                       digest="d" * 64, commit=None)
+    register_run_model(
+        client, run_id=run_id, set_name="best", test_metrics={"test/best/psnr": 20.0}, digest="d" * 64, commit=None
+    )
     pictures = np.random.default_rng(1).integers(0, 256, (3, 24, 40, 3), dtype=np.uint8)
     np.save(tmp_path / "pictures.npy", pictures)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     script = f"""
 import json, sys, numpy as np, mlflow
-pictures = np.load({str(tmp_path / 'pictures.npy')!r})
-for name, uri in (("id", "models:/{logged['logged_model'].model_id}"), ("alias", "models:/unmix-best@champion")):
+pictures = np.load({str(tmp_path / "pictures.npy")!r})
+for name, uri in (("id", "models:/{logged["logged_model"].model_id}"), ("alias", "models:/unmix-best@champion")):
     outputs = mlflow.pyfunc.load_model(uri).predict(pictures)
     np.savez(name + ".npz", **outputs)
 import unmix
@@ -117,8 +132,9 @@ print(json.dumps({{"unmix": unmix.__file__, "modules": sorted(m for m in sys.mod
     # No PYTHONPATH: unmix comes from the model's own code folder; pickle refused, as by default.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env |= {"MLFLOW_TRACKING_URI": logged["uri"], "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert "/code/unmix/" in report["unmix"]

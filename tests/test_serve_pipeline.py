@@ -65,7 +65,8 @@ def test_separate_by_alias_from_a_subfolder_and_the_served_model_agree(project: 
     run_command([str(UNMIX), "mix", "a.png", "b.png", "-o", "mixture.png"], folder)
     separated = run_command([str(UNMIX), "separate", "mixture.png", "--out", "out"], folder)
     assert separated.stdout.splitlines()[0] == (
-        f"model: unet, trained on the mean mix ({CHAMPION_URI} (sqlite:///{project / 'mlflow.db'}))")
+        f"model: unet, trained on the mean mix ({CHAMPION_URI} (sqlite:///{project / 'mlflow.db'}))"
+    )
     mixture = read_picture(folder / "mixture.png")
     outputs = [read_picture(folder / "out" / f"mixture_{i}.png") for i in (1, 2)]
 

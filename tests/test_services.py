@@ -10,17 +10,21 @@ from unmix.services import free_port, stop_process_group, wait_until_answering
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, *args], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def test_a_server_that_answers_is_ready_and_stops_with_its_children(tmp_path):
     port = free_port()
     # A leader that forks a worker (like a server with workers), then serves.
-    server = start("-c", f"import subprocess, sys, http.server, functools; "
-                         f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
-                         f"http.server.test(functools.partial(http.server.SimpleHTTPRequestHandler, "
-                         f"directory={str(tmp_path)!r}), port={port}, bind='127.0.0.1')")
+    server = start(
+        "-c",
+        f"import subprocess, sys, http.server, functools; "
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+        f"http.server.test(functools.partial(http.server.SimpleHTTPRequestHandler, "
+        f"directory={str(tmp_path)!r}), port={port}, bind='127.0.0.1')",
+    )
     try:
         assert wait_until_answering(f"http://127.0.0.1:{port}/", server, timeout_s=60) is None
     finally:

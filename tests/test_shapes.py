@@ -51,8 +51,9 @@ def test_the_bytes_do_not_depend_on_the_cpu_features(disabled):
     # also AVX2 (X86_V3) turned off it runs the kernels of an older CPU. Before the
     # generator stopped using them, the three settings gave three different digests.
     env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": disabled}
-    result = subprocess.run([sys.executable, "-c", _DIGEST_SCRIPT], env=env, capture_output=True, text=True,
-                            timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _DIGEST_SCRIPT], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     assert result.stdout.strip() == PINNED_DIGEST, (disabled, result.stderr[-500:])
 
 

@@ -21,9 +21,14 @@ def test_every_kind_of_call_comes_back_as_it_went(tmp_path: Path) -> None:
     config = model_config("unet", 8, 2, True, "mean")
     model = build_model(**config)
     spool = Spool.create(tmp_path / "spool", "http://127.0.0.1:5000", "abc")
-    calls = [("metrics", {"train/l1": 0.5, "valid/l1": 0.25}, 3, 1234), ("image", image, "reconstructions/valid", 3),
-             ("artifact", str(figure), "figures"), ("model", model, config, "model"),
-             ("tags", {"unmix.model_digest": "ab12"}), ("end", "FINISHED")]
+    calls = [
+        ("metrics", {"train/l1": 0.5, "valid/l1": 0.25}, 3, 1234),
+        ("image", image, "reconstructions/valid", 3),
+        ("artifact", str(figure), "figures"),
+        ("model", model, config, "model"),
+        ("tags", {"unmix.model_digest": "ab12"}),
+        ("end", "FINISHED"),
+    ]
     for call in calls:
         spool.append(call)
     figure.write_bytes(b"rewritten later")  # the spool kept a copy of the file as it was
@@ -65,8 +70,13 @@ def test_a_file_that_is_no_spool_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_describe_counts_what_a_person_would() -> None:
-    calls = [("metrics", {"a": 1.0, "b": 2.0}, 1, 0), ("metrics", {"a": 1.5}, 2, 0), ("image", None, "k", 2),
-             ("model", None, None, "model"), ("end", "FINISHED")]
+    calls = [
+        ("metrics", {"a": 1.0, "b": 2.0}, 1, 0),
+        ("metrics", {"a": 1.5}, 2, 0),
+        ("image", None, "k", 2),
+        ("model", None, None, "model"),
+        ("end", "FINISHED"),
+    ]
     assert count_metric_values(calls) == 3
     assert describe(calls) == "3 metric values, 1 image, the model, the run's end"
     assert describe([]) == "nothing"

@@ -147,5 +147,6 @@ def test_the_import_walk_sees_imports_inside_functions():
 def test_package_inits_hold_only_a_docstring():
     for init in SRC.glob("unmix/*/__init__.py"):
         body = ast.parse(init.read_text()).body
-        assert len(body) <= 1 and all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-                                      for node in body), f"{init}: code in a package's __init__.py runs in every stage"
+        assert len(body) <= 1 and all(
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body
+        ), f"{init}: code in a package's __init__.py runs in every stage"

@@ -25,8 +25,9 @@ print(json.dumps([name for name in sys.argv[2:] if name in sys.modules]))
 
 
 def heavy_modules_loaded(stage: str) -> list[str]:
-    result = subprocess.run([sys.executable, "-c", PROBE, str(REPO / "stages" / stage), *HEAVY],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(REPO / "stages" / stage), *HEAVY], capture_output=True, text=True, check=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

@@ -37,8 +37,9 @@ def test_a_store_yet_to_be_created_is_created_here_in_a_writable_folder(tmp_path
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"experiments", "runs", "metrics", "alembic_version"} <= tables
     (tmp_path / "file").write_text("x")
-    with pytest.raises(StoreError,
-                       match=r"mlflow.db: cannot be written \(.*file is a file\); expected a writable folder"):
+    with pytest.raises(
+        StoreError, match=r"mlflow.db: cannot be written \(.*file is a file\); expected a writable folder"
+    ):
         check_store(f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}", "tracking.uri")
 
 
@@ -49,15 +50,19 @@ def test_an_existing_store_is_opened_and_written_back_unchanged(tmp_path: Path, 
     assert not Path(f"{mlflow_store_template}-journal").exists()
 
 
-@pytest.mark.parametrize(("content", "problem"), [
-    (b"not a database at all" * 100, "file is not a database"),
-    (b"SQLite format 3\0" + b"\xff" * 84, "not a usable MLflow SQLite store"),
-])
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"not a database at all" * 100, "file is not a database"),
+        (b"SQLite format 3\0" + b"\xff" * 84, "not a usable MLflow SQLite store"),
+    ],
+)
 def test_a_corrupt_store_is_named(tmp_path: Path, content: bytes, problem: str) -> None:
     store = tmp_path / "mlflow.db"
     store.write_bytes(content)
-    with pytest.raises(StoreError,
-                       match=rf"^{store}: not a usable MLflow SQLite store \(.*\); move it aside") as caught:
+    with pytest.raises(
+        StoreError, match=rf"^{store}: not a usable MLflow SQLite store \(.*\); move it aside"
+    ) as caught:
         check_store(f"sqlite:///{store}", "tracking.uri")
     assert problem in str(caught.value)
 

@@ -190,8 +190,13 @@ def test_saved_meta_describes_the_subsets(tmp_path, carved):
     save_subsets(carved, tmp_path, "shapes")
     meta = load_subset_meta(tmp_path)
     assert meta == {
-        "source": "shapes", "n_train": 100, "n_valid_pairs": 20, "n_test_pairs": 30,
-        "test_from": "training split", "class_names": list(CLASS_NAMES), "digest": carved.digest(),
+        "source": "shapes",
+        "n_train": 100,
+        "n_valid_pairs": 20,
+        "n_test_pairs": 30,
+        "test_from": "training split",
+        "class_names": list(CLASS_NAMES),
+        "digest": carved.digest(),
     }
     assert json.loads((tmp_path / "meta.json").read_text()) == meta
     assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json", "test.npz", "train.npz", "valid.npz"]

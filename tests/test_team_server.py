@@ -18,7 +18,9 @@ EPOCHS = list(range(1, TINY_SET["epochs"] + 1))
 
 def test_a_password_leaves_the_uri_for_pgpassword_decoded() -> None:
     assert server.without_password("postgresql://ann:s%40cret@db.lan:5432/mlflow") == (
-        "postgresql://ann@db.lan:5432/mlflow", "s@cret")
+        "postgresql://ann@db.lan:5432/mlflow",
+        "s@cret",
+    )
     assert server.without_password("postgresql://ann@127.0.0.1/mlflow") == ("postgresql://ann@127.0.0.1/mlflow", None)
 
 
@@ -28,10 +30,23 @@ def test_clients_reach_a_wildcard_bind_on_loopback() -> None:
 
 
 def test_server_command_serves_artifacts_and_keeps_the_backend_out_of_argv() -> None:
-    command = server.server_command(host="127.0.0.1", port=5001, artifacts="/srv/art", workers=2,
-                                    extra=["--allowed-hosts", "mlflow.lan"])
-    assert command[1:] == ["server", "--host", "127.0.0.1", "--port", "5001", "--serve-artifacts",
-                           "--artifacts-destination", "/srv/art", "--workers", "2", "--allowed-hosts", "mlflow.lan"]
+    command = server.server_command(
+        host="127.0.0.1", port=5001, artifacts="/srv/art", workers=2, extra=["--allowed-hosts", "mlflow.lan"]
+    )
+    assert command[1:] == [
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "5001",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        "/srv/art",
+        "--workers",
+        "2",
+        "--allowed-hosts",
+        "mlflow.lan",
+    ]
     assert not any("postgresql" in part for part in command)  # it goes by MLFLOW_BACKEND_STORE_URI
 
 
@@ -53,8 +68,9 @@ def test_server_programs_run_as_postgres_only_for_root() -> None:
 
 
 @pytest.mark.server
-def test_schema_is_created_then_upgraded_only_when_behind(team_server: TeamServer,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_schema_is_created_then_upgraded_only_when_behind(
+    team_server: TeamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sqlalchemy
     from alembic import command
     from alembic.script import ScriptDirectory
@@ -89,17 +105,20 @@ def test_schema_is_created_then_upgraded_only_when_behind(team_server: TeamServe
 
 def one_set_project(project: Path, experiment: str) -> None:
     """Keep the `seed` set alone (the tiny one) and log to `experiment`."""
+
     def edit(params: dict) -> None:
         params["sets"] = {"seed": params["sets"]["seed"]}
         params["tracking"]["experiment"] = experiment
+
     write_params(project, edit)
     git(project, "commit", "-qam", "one set")
 
 
 @pytest.mark.server
 @pytest.mark.e2e  # two clones' `dvc repro` at once
-def test_two_clones_log_every_run_to_the_server_at_once(tiny_project: Path, team_server: TeamServer,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_clones_log_every_run_to_the_server_at_once(
+    tiny_project: Path, team_server: TeamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", team_server.url)  # models:/ URIs resolve through it
@@ -117,8 +136,10 @@ def test_two_clones_log_every_run_to_the_server_at_once(tiny_project: Path, team
     envs = {1: command_env({"MLFLOW_TRACKING_URI": team_server.url}), 2: command_env()}
     write_params(clones[2], lambda p: p["tracking"].update(uri=team_server.url))
     logs = {seed: (clone / "repro.log").open("w") for seed, clone in clones.items()}
-    repros = {seed: subprocess.Popen(["dvc", "repro"], cwd=clone, env=envs[seed], stdout=logs[seed],
-                                     stderr=subprocess.STDOUT) for seed, clone in clones.items()}
+    repros = {
+        seed: subprocess.Popen(["dvc", "repro"], cwd=clone, env=envs[seed], stdout=logs[seed], stderr=subprocess.STDOUT)
+        for seed, clone in clones.items()
+    }
     try:
         codes = {seed: repro.wait(timeout=900) for seed, repro in repros.items()}
     finally:
@@ -162,14 +183,17 @@ def assert_run_complete(client, run, team_server: TeamServer) -> None:
     # Proxied artifacts: the server wrote them into its own destination folder.
     assert list(team_server.artifacts.rglob(f"{run_id}/artifacts/figures/reconstructions_seed.png"))
 
-    models = [m for m in client.search_logged_models(experiment_ids=[run.info.experiment_id])
-              if m.source_run_id == run_id]
+    models = [
+        m for m in client.search_logged_models(experiment_ids=[run.info.experiment_id]) if m.source_run_id == run_id
+    ]
     assert len(models) == 1
     mlflow.set_tracking_uri(team_server.url)  # models:/ resolves in-process, not by the environment
     model = mlflow.pyfunc.load_model(models[0].model_uri)  # downloaded through the server
     outputs = model.predict(np.zeros((1, 32, 32, 3), dtype=np.uint8))
-    assert {key: value.shape for key, value in outputs.items()} == {"output_1": (1, 32, 32, 3),
-                                                                    "output_2": (1, 32, 32, 3)}
+    assert {key: value.shape for key, value in outputs.items()} == {
+        "output_1": (1, 32, 32, 3),
+        "output_2": (1, 32, 32, 3),
+    }
 
 
 def test_an_unreachable_database_is_one_line() -> None:

@@ -11,15 +11,25 @@ from unmix.team import sweep
 
 def test_overrides_split_on_spaces_and_each_must_be_key_equals_value() -> None:
     assert sweep.parse_overrides(" sets.best.lr=0.001  sets.best.epochs=40 ") == [
-        "sets.best.lr=0.001", "sets.best.epochs=40"]
+        "sets.best.lr=0.001",
+        "sets.best.epochs=40",
+    ]
     assert sweep.parse_overrides("") == []
     with pytest.raises(UnmixError, match=r"--overrides: 'sets.best.lr' is not key=value"):
         sweep.parse_overrides("sets.best.lr 0.001")
 
 
-@pytest.mark.parametrize(("url", "extra"), [
-    ("s3://team-bucket/unmix", "s3"), ("ssh://ann@nas.lan/srv/dvc", "ssh"), ("gs://b/unmix", "gs"),
-    ("/mnt/shared/dvc", ""), ("../dvc-store", ""), ("webdavs://host/dav", "webdav")])
+@pytest.mark.parametrize(
+    ("url", "extra"),
+    [
+        ("s3://team-bucket/unmix", "s3"),
+        ("ssh://ann@nas.lan/srv/dvc", "ssh"),
+        ("gs://b/unmix", "gs"),
+        ("/mnt/shared/dvc", ""),
+        ("../dvc-store", ""),
+        ("webdavs://host/dav", "webdav"),
+    ],
+)
 def test_remote_extra_follows_the_url_scheme(url: str, extra: str) -> None:
     assert sweep.remote_extra(url) == extra
 
@@ -30,13 +40,22 @@ def test_unknown_remote_scheme_is_one_line() -> None:
 
 
 def test_summary_links_each_run_on_a_server_and_shows_its_metrics() -> None:
-    runs = [sweep.RunSummary("seed", "0123456789abcdef", "4", "FINISHED",
-                             {"test/best/psnr": 17.25, "test/best/ssim": 0.61234, "train/l1": 0.5})]
+    runs = [
+        sweep.RunSummary(
+            "seed",
+            "0123456789abcdef",
+            "4",
+            "FINISHED",
+            {"test/best/psnr": 17.25, "test/best/ssim": 0.61234, "train/l1": 0.5},
+        )
+    ]
     text = sweep.summary_markdown("sweep-9-1-0", ["sets.seed.lr=0.001"], runs, "https://mlflow.lan/")
     assert "### Experiment `sweep-9-1-0`" in text
     assert "Overrides: `sets.seed.lr=0.001`" in text
-    assert "| seed | [01234567](https://mlflow.lan/#/experiments/4/runs/0123456789abcdef) | FINISHED | " \
-           "17.2500 | 0.6123 | – |" in text
+    assert (
+        "| seed | [01234567](https://mlflow.lan/#/experiments/4/runs/0123456789abcdef) | FINISHED | "
+        "17.2500 | 0.6123 | – |" in text
+    )
 
 
 def test_summary_without_server_or_runs_says_so() -> None:

@@ -43,8 +43,9 @@ def client(uri: str):
 
 @pytest.mark.slow  # starts MLflow tracking worker processes (each imports mlflow)
 def test_run_logs_params_tags_epoch_metrics_and_images(mlflow_uri: str) -> None:
-    with RunTracker(uri=mlflow_uri, experiment="e", run_name="seed",
-                    params={"set.epochs": 2}, tags={"unmix.set": "seed"}) as tracker:
+    with RunTracker(
+        uri=mlflow_uri, experiment="e", run_name="seed", params={"set.epochs": 2}, tags={"unmix.set": "seed"}
+    ) as tracker:
         for epoch in (1, 2):
             tracker.log_metrics({"train/l1": 1.0 / epoch, "valid/l1": 2.0 / epoch}, step=epoch)
         tracker.log_image(np.zeros((8, 8, 3), np.uint8), key="reconstructions/valid", step=2)
@@ -199,7 +200,7 @@ def left_by_a_dead_worker(spool):
     """The spool as a worker that has exited leaves it (this test process wrote it, and lives)."""
     from unmix.tracking.spool import Spool
 
-    dead = spool.path.with_name(spool.path.name.replace(f"-{os.getpid()}.", f"-{2 ** 22 + 1}."))
+    dead = spool.path.with_name(spool.path.name.replace(f"-{os.getpid()}.", f"-{2**22 + 1}."))
     spool.path.rename(dead)
     if spool.blobs.exists():
         spool.blobs.rename(dead.with_suffix(""))
@@ -220,18 +221,27 @@ def test_a_spool_is_delivered_later_into_the_same_run(mlflow_uri: str, tmp_path:
     spool.append(("image", np.zeros((8, 8, 3), np.uint8), "reconstructions/valid", 3))
     spool.append(("end", "FINISHED"))
     left_by_a_dead_worker(spool)
-    result = subprocess.run([sys.executable, "-m", "unmix.tracking.deliver", "--spool", str(tmp_path / "spool")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "unmix.tracking.deliver", "--spool", str(tmp_path / "spool")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == (f"delivered 2 metric values, 1 image, the run's end to run {run_id} "
-                                     f"at {mlflow_uri}")
+    assert result.stdout.strip() == (
+        f"delivered 2 metric values, 1 image, the run's end to run {run_id} at {mlflow_uri}"
+    )
     history = client(mlflow_uri).get_metric_history(run_id, "train/l1")
     assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 0.5), (3, 1.0 / 3)]
     assert client(mlflow_uri).get_run(run_id).info.status == "FINISHED"
     assert [a.path for a in client(mlflow_uri).list_artifacts(run_id)] == ["images"]
     assert not list((tmp_path / "spool").iterdir())
-    again = subprocess.run([sys.executable, "-m", "unmix.tracking.deliver", "--spool", str(tmp_path / "spool")],
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [sys.executable, "-m", "unmix.tracking.deliver", "--spool", str(tmp_path / "spool")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.stdout.startswith("nothing to deliver")
 
 
@@ -243,8 +253,12 @@ def test_delivering_to_a_store_still_down_is_one_line_and_keeps_the_spool(tmp_pa
     spool = Spool.create(tmp_path, uri, "0" * 32)
     spool.append(("metrics", {"train/l1": 0.5}, 1, 1000))
     spool = left_by_a_dead_worker(spool)
-    result = subprocess.run([sys.executable, "-m", "unmix.tracking.deliver", "--spool", str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "unmix.tracking.deliver", "--spool", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: MLflow store {uri} did not take run {'0' * 32}'s calls from ")
     assert len(result.stderr.strip().splitlines()) == 1

@@ -32,9 +32,11 @@ ARRIVAL_LIMIT_S = 10.0
 
 def trainable(project: Path, epochs: int, n_train: int = 1000) -> None:
     """The seed set on generated images: with 1,000, epochs of about a second on two cores, as in the default run."""
+
     def edit(params: dict) -> None:
         params["data"].update(shapes_train=1200, shapes_test=200, n_train=n_train, n_valid=64, n_test=64)
         params["sets"]["seed"].update(epochs=epochs, batch_size=192, log_images_every=5)
+
     write_params(project, edit)
 
 
@@ -50,12 +52,15 @@ class Watched:
     """A running process whose stderr lines are kept with the time each one came."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True, bufsize=1)
+        self.process = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        )
         self.lines: list[tuple[float, str]] = []
         self.stdout = ""
-        self._readers = [threading.Thread(target=self._read_stderr, daemon=True),
-                         threading.Thread(target=self._read_stdout, daemon=True)]
+        self._readers = [
+            threading.Thread(target=self._read_stderr, daemon=True),
+            threading.Thread(target=self._read_stdout, daemon=True),
+        ]
         for reader in self._readers:
             reader.start()
 
@@ -124,14 +129,20 @@ def test_each_epochs_metrics_reach_the_store_within_seconds_of_the_epoch(tiny_pr
 
     ends = stage.epoch_ends()
     assert sorted(ends) == list(range(1, epochs + 1)), stage.stderr()  # visible through `dvc repro`
-    delays = {(key, epoch): arrived[(key, epoch)] - ends[epoch] for key in ("train/l1", "valid/l1")
-              for epoch in ends if (key, epoch) in arrived}
+    delays = {
+        (key, epoch): arrived[(key, epoch)] - ends[epoch]
+        for key in ("train/l1", "valid/l1")
+        for epoch in ends
+        if (key, epoch) in arrived
+    }
     missing = [(key, epoch) for key in ("train/l1", "valid/l1") for epoch in ends if (key, epoch) not in arrived]
     worst = max(delays.values())
-    print(f"\narrival after the epoch's end: first epoch {delays[('train/l1', 1)]:.1f} s, "
-          f"median {sorted(delays.values())[len(delays) // 2]:.1f} s, worst {worst:.1f} s "
-          f"over {len(delays)} metric values; epochs took "
-          f"{(ends[epochs] - ends[1]) / (epochs - 1):.2f} s")
+    print(
+        f"\narrival after the epoch's end: first epoch {delays[('train/l1', 1)]:.1f} s, "
+        f"median {sorted(delays.values())[len(delays) // 2]:.1f} s, worst {worst:.1f} s "
+        f"over {len(delays)} metric values; epochs took "
+        f"{(ends[epochs] - ends[1]) / (epochs - 1):.2f} s"
+    )
     assert not missing
     assert worst <= ARRIVAL_LIMIT_S, sorted(delays.items(), key=lambda item: -item[1])[:5]
     assert "Creating initial MLflow database tables" not in stage.stderr()
@@ -141,15 +152,27 @@ class MlflowServer:
     """A real `mlflow server` on a localhost port, stopped and started again at will."""
 
     def __init__(self, store: Path, artifacts: Path, port: int) -> None:
-        self.args = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{store}",
-                     "--artifacts-destination", artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port),
-                     "--workers", "1"]
+        self.args = [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{store}",
+            "--artifacts-destination",
+            artifacts.as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
         self.uri = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 180) -> None:
-        self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -198,8 +221,16 @@ def test_a_server_stopped_mid_run_costs_no_training_and_no_metric(tiny_project: 
     run_command(["dvc", "repro", "subset"], tiny_project)
     client = mlflow.MlflowClient(tracking_uri=mlflow_server.uri)
     env = stage_env(MLFLOW_TRACKING_URI=mlflow_server.uri)
-    train = [sys.executable, "stages/train.py", "--set", "seed", "--model", "models/seed.pt",
-             "--history", "reports/seed/history.csv"]
+    train = [
+        sys.executable,
+        "stages/train.py",
+        "--set",
+        "seed",
+        "--model",
+        "models/seed.pt",
+        "--history",
+        "reports/seed/history.csv",
+    ]
 
     # 1. Stopped after epoch 2, started again while training goes on.
     stage = Watched(train, tiny_project, env)
@@ -214,18 +245,23 @@ def test_a_server_stopped_mid_run_costs_no_training_and_no_metric(tiny_project: 
     assert stage.wait(timeout=1200) == 0, stage.stderr()
     assert up_at < epochs, "the training ended before the server came back: make it longer"
     run = find_run(client)
-    steps = {key: sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
-             for key in ("train/l1", "valid/l1", "valid/psnr")}
-    print(f"\nserver down from epoch {down_at} to {up_at} of {epochs}; delivered "
-          + ", ".join(f"{key}: {len(found)}" for key, found in steps.items()))
+    steps = {
+        key: sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+        for key in ("train/l1", "valid/l1", "valid/psnr")
+    }
+    print(
+        f"\nserver down from epoch {down_at} to {up_at} of {epochs}; delivered "
+        + ", ".join(f"{key}: {len(found)}" for key, found in steps.items())
+    )
     assert steps == {key: list(range(1, epochs + 1)) for key in steps}  # each epoch once, none lost
     assert run.info.status == "FINISHED"
     assert client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert (tiny_project / "models" / "seed.pt").exists()
     stderr = stage.stderr()
     assert "Traceback" not in stderr
-    assert re.search(rf"^warning: MLflow store {re.escape(mlflow_server.uri)} unreachable \(.+\); training goes on",
-                     stderr, re.M), stderr
+    assert re.search(
+        rf"^warning: MLflow store {re.escape(mlflow_server.uri)} unreachable \(.+\); training goes on", stderr, re.M
+    ), stderr
     assert re.search(r"^MLflow store .* reachable again: \d+ waiting calls delivered$", stderr, re.M), stderr
     assert not (tiny_project / "mlflow-spool").exists() or not list((tiny_project / "mlflow-spool").iterdir())
 
@@ -251,10 +287,14 @@ def test_a_server_stopped_mid_run_costs_no_training_and_no_metric(tiny_project: 
     delivered = run_command([sys.executable, "-m", "unmix.tracking.deliver"], tiny_project)
     second = [r for r in client.search_runs([run.info.experiment_id]) if r.info.run_id != run.info.run_id][0]
     assert f"to run {second.info.run_id} at {mlflow_server.uri}" in delivered.stdout
-    steps = {key: sorted(m.step for m in client.get_metric_history(second.info.run_id, key))
-             for key in ("train/l1", "valid/l1", "valid/psnr")}
-    print(f"second run: delivered live then later ({delivered.stdout.strip()}): "
-          + ", ".join(f"{key}: {len(found)}" for key, found in steps.items()))
+    steps = {
+        key: sorted(m.step for m in client.get_metric_history(second.info.run_id, key))
+        for key in ("train/l1", "valid/l1", "valid/psnr")
+    }
+    print(
+        f"second run: delivered live then later ({delivered.stdout.strip()}): "
+        + ", ".join(f"{key}: {len(found)}" for key, found in steps.items())
+    )
     assert steps == {key: list(range(1, epochs + 1)) for key in steps}
     assert second.info.status == "FINISHED" or client.get_run(second.info.run_id).info.status == "FINISHED"
     assert len(client.search_logged_models(experiment_ids=[run.info.experiment_id])) == 2

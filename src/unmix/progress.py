@@ -64,8 +64,9 @@ def epoch_line(label: str, epoch: int, total: int, scores: str, seconds_per_epoc
 def _bar(total: int, initial: int, label: str, unit: str, stream: TextIO) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=label, unit=unit, file=stream, dynamic_ncols=True,
-                leave=True, smoothing=0.1)
+    return tqdm(
+        total=total, initial=initial, desc=label, unit=unit, file=stream, dynamic_ncols=True, leave=True, smoothing=0.1
+    )
 
 
 class EpochProgress:
@@ -76,8 +77,15 @@ class EpochProgress:
     epochs this process trained, so a resumed training starts its clock afresh.
     """
 
-    def __init__(self, total_epochs: int, *, label: str = "train", stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic, live: bool | None = None) -> None:
+    def __init__(
+        self,
+        total_epochs: int,
+        *,
+        label: str = "train",
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        live: bool | None = None,
+    ) -> None:
         self.total = total_epochs
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
@@ -103,8 +111,9 @@ class EpochProgress:
         if result.valid_l1 is None and result.epoch != self.total:
             return
         left = seconds_left(done, self.total - self._first_epoch, elapsed)
-        print(epoch_line(self.label, result.epoch, self.total, scores, elapsed / done, left),
-              file=self.stream, flush=True)
+        print(
+            epoch_line(self.label, result.epoch, self.total, scores, elapsed / done, left), file=self.stream, flush=True
+        )
 
     def close(self) -> None:
         if self._bar is not None:
@@ -125,9 +134,17 @@ class StepProgress:
     at the end, so a short step prints one line and a long one shows it is moving.
     """
 
-    def __init__(self, total: int, label: str, unit: str, *, stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic, live: bool | None = None,
-                 every_s: float = PLAIN_STEP_EVERY_S) -> None:
+    def __init__(
+        self,
+        total: int,
+        label: str,
+        unit: str,
+        *,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        live: bool | None = None,
+        every_s: float = PLAIN_STEP_EVERY_S,
+    ) -> None:
         self.total, self.label, self.unit = total, label, unit
         self.stream = stream if stream is not None else sys.stderr
         self.live = is_terminal(self.stream) if live is None else live

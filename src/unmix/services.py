@@ -20,8 +20,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_answering(url: str, process: subprocess.Popen, timeout_s: float, probe_timeout_s: float = 5.0
-                         ) -> str | None:
+def wait_until_answering(
+    url: str, process: subprocess.Popen, timeout_s: float, probe_timeout_s: float = 5.0
+) -> str | None:
     """Poll GET `url` until it answers 200. None once it does; otherwise why not, in words:
     the process exited (with its status) or `timeout_s` passed."""
     deadline = time.monotonic() + timeout_s

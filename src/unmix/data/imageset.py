@@ -23,9 +23,7 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.shape[1:] != IMAGE_SHAPE:
-            raise ValueError(
-                f"images must be uint8 (N, 32, 32, 3), got {self.images.dtype} {self.images.shape}"
-            )
+            raise ValueError(f"images must be uint8 (N, 32, 32, 3), got {self.images.dtype} {self.images.shape}")
         if self.labels.shape != (len(self.images),):
             raise ValueError(f"labels must have shape ({len(self.images)},), got {self.labels.shape}")
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):

@@ -48,8 +48,12 @@ def save_raw(train: ImageSet, test: ImageSet | None, directory: Path, source: st
     save_image_set(train, directory / "train.npz")
     if test is not None:
         save_image_set(test, directory / "test.npz")
-    meta = {"source": source, "n_train": len(train), "n_test": len(test) if test is not None else 0,
-            "class_names": list(train.class_names)}
+    meta = {
+        "source": source,
+        "n_train": len(train),
+        "n_test": len(test) if test is not None else 0,
+        "class_names": list(train.class_names),
+    }
     write_text_atomically(directory / "meta.json", json.dumps(meta, indent=2) + "\n")
 
 

@@ -24,7 +24,7 @@ _CHUNK = 1024
 _F = np.float32
 # Pixel-centre coordinates in pixels about the image centre, so signed distances
 # are in pixels and clip(0.5 - d, 0, 1) anti-aliases edges over one pixel.
-_Y, _X = (np.mgrid[0:_SIZE, 0:_SIZE].astype(_F) - (_SIZE - 1) / 2)
+_Y, _X = np.mgrid[0:_SIZE, 0:_SIZE].astype(_F) - (_SIZE - 1) / 2
 _TAU = _F(2 * np.pi)
 
 
@@ -36,7 +36,7 @@ def _blur_matrix(n_knots: int) -> np.ndarray:
     w = exp(-0.5 * (z * z))
     total = w[:, :1]
     for k in range(1, n_knots):  # left to right: a fixed order of adds
-        total = total + w[:, k:k + 1]
+        total = total + w[:, k : k + 1]
     return (w / total).astype(_F)
 
 
@@ -269,9 +269,7 @@ def generate_shapes(n_images: int, seed: int) -> ImageSet:
         raise ValueError(f"n_images must be >= 0, got {n_images}")
     n_chunks = -(-n_images // _CHUNK)
     label_seed, *chunk_seeds = np.random.SeedSequence(seed).spawn(1 + n_chunks)
-    labels = np.random.default_rng(label_seed).permutation(
-        np.arange(n_images, dtype=np.int64) % len(SHAPE_CLASSES)
-    )
+    labels = np.random.default_rng(label_seed).permutation(np.arange(n_images, dtype=np.int64) % len(SHAPE_CLASSES))
     images = np.empty((n_images, *IMAGE_SHAPE), np.uint8)
     for start, chunk_seed in zip(range(0, n_images, _CHUNK), chunk_seeds):
         stop = min(start + _CHUNK, n_images)

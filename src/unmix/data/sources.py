@@ -182,9 +182,7 @@ def _read_class_tree(directory: Path, class_names: tuple[str, ...] | None) -> Im
         found = sorted(
             entry.path
             for entry in os.scandir(directory / name)
-            if os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
-            and entry.name[0] != "."
-            and entry.is_file()
+            if os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.name[0] != "." and entry.is_file()
         )
         if not found:
             extensions = " ".join(sorted(IMAGE_EXTENSIONS))

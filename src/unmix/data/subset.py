@@ -39,22 +39,17 @@ class Subsets:
     def digest(self) -> str:
         """SHA-256 of every pixel and pairing, so a run can name exactly the data it saw."""
         sha = hashlib.sha256()
-        for array in (self.train.images, self.train.labels, self.valid.a, self.valid.b,
-                      self.test.a, self.test.b):
+        for array in (self.train.images, self.train.labels, self.valid.a, self.valid.b, self.test.a, self.test.b):
             sha.update(np.ascontiguousarray(array).tobytes())
         return sha.hexdigest()
 
 
-def draw_subsets(
-    train: ImageSet, test: ImageSet | None, n_train: int, n_valid: int, n_test: int, seed: int
-) -> Subsets:
+def draw_subsets(train: ImageSet, test: ImageSet | None, n_train: int, n_valid: int, n_test: int, seed: int) -> Subsets:
     """Draw disjoint subsets with `seed`; test comes from the test split when there is one."""
     needed_from_train = n_train + n_valid + (0 if test is not None else n_test)
     if needed_from_train > len(train):
         asked = "data.n_train + data.n_valid" + ("" if test is not None else " + data.n_test")
-        raise DataError(
-            f"{asked} = {needed_from_train}: more than the {len(train)} images in the training split"
-        )
+        raise DataError(f"{asked} = {needed_from_train}: more than the {len(train)} images in the training split")
     if test is not None and n_test > len(test):
         raise DataError(f"data.n_test = {n_test}: more than the {len(test)} images in the test split")
     rng = np.random.default_rng(seed)

@@ -53,32 +53,39 @@ def size_note(height: int, width: int, arch: str, depth: int) -> str | None:
     """One line saying what happens to a picture of this size, or None when it fits as it is."""
     plan = size_plan(height, width, arch, depth)
     if plan.how == "resized":
-        return (f"the {arch} model takes {TRAINED_SIZE}×{TRAINED_SIZE} only: resized {width}×{height} "
-                f"to {TRAINED_SIZE}×{TRAINED_SIZE} and the outputs back to {width}×{height}")
+        return (
+            f"the {arch} model takes {TRAINED_SIZE}×{TRAINED_SIZE} only: resized {width}×{height} "
+            f"to {TRAINED_SIZE}×{TRAINED_SIZE} and the outputs back to {width}×{height}"
+        )
     if plan.how == "padded":
-        return (f"the {arch} model takes sizes that are multiples of {2**depth}: padded {width}×{height} "
-                f"to {plan.width}×{plan.height} and cropped the outputs back")
+        return (
+            f"the {arch} model takes sizes that are multiples of {2**depth}: padded {width}×{height} "
+            f"to {plan.width}×{plan.height} and cropped the outputs back"
+        )
     return None
 
 
 def separate_pictures(model: nn.Module, pictures: np.ndarray, arch: str, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """Both outputs, uint8 (B, H, W, 3), for uint8 mixtures (B, H, W, 3) of one size."""
     if pictures.dtype != np.uint8 or pictures.ndim != 4 or pictures.shape[-1] != 3:
-        raise ValueError(f"expected uint8 mixtures of shape (batch, height, width, 3), "
-                         f"got {pictures.dtype} {pictures.shape}")
+        raise ValueError(
+            f"expected uint8 mixtures of shape (batch, height, width, 3), got {pictures.dtype} {pictures.shape}"
+        )
     height, width = pictures.shape[1:3]
     plan = size_plan(height, width, arch, depth)
     mixture = normalise(to_channels_first(pictures))  # (B, 3, H, W) in [-1, 1]
     if plan.how == "resized":
-        mixture = F.interpolate(mixture, size=(plan.height, plan.width), mode="bilinear",
-                                align_corners=False, antialias=True)
+        mixture = F.interpolate(
+            mixture, size=(plan.height, plan.width), mode="bilinear", align_corners=False, antialias=True
+        )
     elif plan.how == "padded":
         # Replicate, not zeros: a border of mid-grey would read as an image edge to separate.
         mixture = F.pad(mixture, (0, plan.width - width, 0, plan.height - height), mode="replicate")
     out_1, out_2 = separate(model, mixture)  # (B, 3, plan.height, plan.width) each
     if plan.how == "resized":
-        out_1, out_2 = (F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
-                        for out in (out_1, out_2))
+        out_1, out_2 = (
+            F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False) for out in (out_1, out_2)
+        )
     elif plan.how == "padded":
         out_1, out_2 = out_1[..., :height, :width], out_2[..., :height, :width]
     return to_uint8_images(out_1), to_uint8_images(out_2)

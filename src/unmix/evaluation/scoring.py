@@ -76,8 +76,9 @@ def summarise(scores: dict[str, Tensor]) -> dict:
     return summary
 
 
-def evaluate_separator(model: nn.Module, a_images: np.ndarray, b_images: np.ndarray, mix: str,
-                       test_flips: bool = False) -> Evaluation:
+def evaluate_separator(
+    model: nn.Module, a_images: np.ndarray, b_images: np.ndarray, mix: str, test_flips: bool = False
+) -> Evaluation:
     """Score `model` (with `test_flips`, its test-time flip average) and the trivial baseline
     on fixed uint8 (P, 32, 32, 3) pairs."""
     a = normalise(torch.from_numpy(a_images).permute(0, 3, 1, 2))

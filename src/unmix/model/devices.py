@@ -19,8 +19,9 @@ def resolve_device(requested: str, name: str = "device") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{name}: cuda requested, but torch {torch.__version__} sees no usable CUDA GPU; "
-                          "use cpu or auto")
+        raise ConfigError(
+            f"{name}: cuda requested, but torch {torch.__version__} sees no usable CUDA GPU; use cpu or auto"
+        )
     return torch.device(requested)
 
 

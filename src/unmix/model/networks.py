@@ -18,10 +18,14 @@ class SeedAutoencoder(nn.Module):
         super().__init__()
         act = nn.LeakyReLU
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, 32, 4, stride=2, padding=1), act(),  # (B, 32, 16, 16)
-            nn.Conv2d(32, 64, 4, stride=1, padding=1), act(),  # (B, 64, 15, 15)
-            nn.Conv2d(64, 64, 4, stride=1, padding=1), act(),  # (B, 64, 14, 14)
-            nn.Conv2d(64, 64, 4, stride=2, padding=1), act(),  # (B, 64, 7, 7)
+            nn.Conv2d(3, 32, 4, stride=2, padding=1),
+            act(),  # (B, 32, 16, 16)
+            nn.Conv2d(32, 64, 4, stride=1, padding=1),
+            act(),  # (B, 64, 15, 15)
+            nn.Conv2d(64, 64, 4, stride=1, padding=1),
+            act(),  # (B, 64, 14, 14)
+            nn.Conv2d(64, 64, 4, stride=2, padding=1),
+            act(),  # (B, 64, 7, 7)
             nn.Conv2d(64, 128, 6),  # (B, 128, 2, 2): the latent
         )
         # The seed puts its only dropout after the second layer of decoder 1 and after the
@@ -107,8 +111,10 @@ class GlobalContext(nn.Module):
         self.attention_norm = nn.GroupNorm(1, channels)
         self.attention = nn.MultiheadAttention(channels, heads, batch_first=True)
         self.mlp = nn.Sequential(
-            nn.GroupNorm(1, channels), nn.Conv2d(channels, 2 * channels, 1), nn.GELU(),
-            nn.Conv2d(2 * channels, channels, 1)
+            nn.GroupNorm(1, channels),
+            nn.Conv2d(channels, 2 * channels, 1),
+            nn.GELU(),
+            nn.Conv2d(2 * channels, channels, 1),
         )
 
     def forward(self, features: Tensor) -> Tensor:
@@ -146,8 +152,14 @@ ARCHITECTURES = {"seed": SeedAutoencoder, "unet": UNetSeparator}
 
 
 def build_model(
-    arch: str, *, width: int = 32, depth: int = 3, consistency: bool = False, mix: str = "mean",
-    attention: bool = False, top_width: int | None = None,
+    arch: str,
+    *,
+    width: int = 32,
+    depth: int = 3,
+    consistency: bool = False,
+    mix: str = "mean",
+    attention: bool = False,
+    top_width: int | None = None,
 ) -> nn.Module:
     """A freshly initialised separator; `width`, `depth`, `attention` and `top_width` shape the
     unet only."""
@@ -157,8 +169,15 @@ def build_model(
     return ConsistentSeparator(separator, mix) if consistency else separator
 
 
-def model_config(arch: str, width: int, depth: int, consistency: bool, mix: str, attention: bool = False,
-                 top_width: int | None = None) -> dict:
+def model_config(
+    arch: str,
+    width: int,
+    depth: int,
+    consistency: bool,
+    mix: str,
+    attention: bool = False,
+    top_width: int | None = None,
+) -> dict:
     """The keyword arguments of `build_model` that rebuild a trained model.
 
     `attention` and `top_width` are written only when set, so a model without them keeps the
@@ -174,5 +193,12 @@ def model_config(arch: str, width: int, depth: int, consistency: bool, mix: str,
 def set_model_config(set_config: SetConfig) -> dict:
     """What rebuilds this set's model, written here alone: stored in its model file beside the
     weights, logged with its MLflow model, and part of its resume checkpoints' digest."""
-    return model_config(set_config.arch, set_config.width, set_config.depth, set_config.consistency, set_config.mix,
-                        set_config.attention, set_config.top_width)
+    return model_config(
+        set_config.arch,
+        set_config.width,
+        set_config.depth,
+        set_config.consistency,
+        set_config.mix,
+        set_config.attention,
+        set_config.top_width,
+    )

@@ -90,10 +90,19 @@ def quality_vs_minutes_figure(histories: Mapping[str, pd.DataFrame], dpi: int = 
         if not {"minutes", "valid/psnr"} <= set(history.columns):
             continue  # histories written before these columns existed
         measured = history.dropna(subset=["valid/psnr"])
-        ax.plot(measured["minutes"].to_numpy(), measured["valid/psnr"].to_numpy(), "-o", markersize=2.5,
-                color=colours[name], label=name)
-    ax.set(title="Validation PSNR (best assignment) against training time", xlabel="training time (minutes)",
-           ylabel="PSNR (dB), higher is better")
+        ax.plot(
+            measured["minutes"].to_numpy(),
+            measured["valid/psnr"].to_numpy(),
+            "-o",
+            markersize=2.5,
+            color=colours[name],
+            label=name,
+        )
+    ax.set(
+        title="Validation PSNR (best assignment) against training time",
+        xlabel="training time (minutes)",
+        ylabel="PSNR (dB), higher is better",
+    )
     ax.grid(alpha=0.3)
     if ax.get_lines():
         ax.legend(loc="lower right", fontsize="small")
@@ -121,8 +130,9 @@ def reconstruction_grid_figure(
     shape = np.shape(mixture)
     for name, images in zip(COLUMN_TITLES, columns):
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or images.shape != shape:
-            raise ValueError(f"{name} must be uint8 (K, H, W, 3) like mixture {shape}, "
-                             f"got {images.dtype} {images.shape}")
+            raise ValueError(
+                f"{name} must be uint8 (K, H, W, 3) like mixture {shape}, got {images.dtype} {images.shape}"
+            )
     k, h, w = shape[:3]
     if k == 0:
         raise ValueError("reconstruction_grid_figure needs at least one pair")
@@ -175,8 +185,13 @@ def metric_bars_figure(metrics: Mapping[str, Mapping], dpi: int = 100) -> Figure
         baseline = [_value(metrics[n], "baseline", key) for n in names]
         bars = ax.bar(x - bar_w / 2, model, bar_w, color=[colours[n] for n in names], edgecolor="black", linewidth=0.5)
         base = ax.bar(
-            x + bar_w / 2, baseline, bar_w, color="white", edgecolor=[colours[n] for n in names], hatch="////",
-            linewidth=1
+            x + bar_w / 2,
+            baseline,
+            bar_w,
+            color="white",
+            edgecolor=[colours[n] for n in names],
+            hatch="////",
+            linewidth=1,
         )
         for container, values in ((bars, model), (base, baseline)):
             ax.bar_label(container, labels=[_format(key, v) for v in values], fontsize=7, padding=1.5, rotation=90)

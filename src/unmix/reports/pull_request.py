@@ -98,8 +98,7 @@ def _figures_md(figures: list[FigureChange], figures_url: str | None) -> str:
         return NO_CHANGES
     # An artifact is one zip, so every link can only point at the page that offers it.
     lines = [
-        f"- [`{f.path}`]({figures_url}) ({f.status})" if figures_url else f"- `{f.path}` ({f.status})"
-        for f in figures
+        f"- [`{f.path}`]({figures_url}) ({f.status})" if figures_url else f"- `{f.path}` ({f.status})" for f in figures
     ]
     if figures_url:
         lines.append(f"\nThe figures and the `dvc plots diff` HTML are in the [run's artifacts]({figures_url}).")

@@ -33,21 +33,31 @@ def render_report(config: Config, test: PairSet, eval_dir: Path, reports_dir: Pa
     final_dir = reports_dir / "figures"
     with atomic_directory(final_dir) as out:
         for name, set_config in config.sets.items():
-            with reading(eval_dir / f"{name}.npz", "evaluate"), \
-                    np.load(eval_dir / f"{name}.npz", allow_pickle=False) as outputs:
+            with (
+                reading(eval_dir / f"{name}.npz", "evaluate"),
+                np.load(eval_dir / f"{name}.npz", allow_pickle=False) as outputs,
+            ):
                 output_1, output_2 = outputs["output_1"][:shown], outputs["output_2"][:shown]
-            figures.save_figure(figures.learning_curves_figure(histories[name], name, dpi=dpi),
-                                out / f"learning_curves_{name}.png")
+            figures.save_figure(
+                figures.learning_curves_figure(histories[name], name, dpi=dpi), out / f"learning_curves_{name}.png"
+            )
             grid = figures.reconstruction_grid_figure(
-                mixtures(pairs, set_config.mix), pairs.a, pairs.b, output_1, output_2,
-                title=f"{name}: test pairs ({set_config.mix} mix)", dpi=dpi)
+                mixtures(pairs, set_config.mix),
+                pairs.a,
+                pairs.b,
+                output_1,
+                output_2,
+                title=f"{name}: test pairs ({set_config.mix} mix)",
+                dpi=dpi,
+            )
             figures.save_figure(grid, out / f"reconstructions_{name}.png")
             per_set[name] = [f"learning_curves_{name}.png", f"reconstructions_{name}.png"]
         shared = ["learning_curves_all.png", "test_metrics.png"]
         figures.save_figure(figures.learning_overlay_figure(histories, dpi=dpi), out / shared[0])
         figures.save_figure(figures.metric_bars_figure(metrics, dpi=dpi), out / shared[1])
-    write_text_atomically(reports_dir / "summary.md", "# unmix: test metrics by parameter set\n\n"
-                          + figures.summary_markdown(metrics))
+    write_text_atomically(
+        reports_dir / "summary.md", "# unmix: test metrics by parameter set\n\n" + figures.summary_markdown(metrics)
+    )
     return {name: [final_dir / f for f in own + shared] for name, own in per_set.items()}
 
 

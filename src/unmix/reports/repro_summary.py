@@ -37,8 +37,10 @@ def metric_moves(diff: dict) -> list[str]:
         for key, label, unit in KEYS:
             change = metrics.get(key)
             if change and change.get("old") is not None and change.get("new") is not None:
-                parts.append(f"{label} {change['old']:.3f} → {change['new']:.3f}{' ' + unit if unit else ''} "
-                             f"({change['new'] - change['old']:+.3f})")
+                parts.append(
+                    f"{label} {change['old']:.3f} → {change['new']:.3f}{' ' + unit if unit else ''} "
+                    f"({change['new'] - change['old']:+.3f})"
+                )
         if parts:
             lines.append(f"  {Path(path).parent.name}: " + ", ".join(parts))
     return lines
@@ -47,13 +49,21 @@ def metric_moves(diff: dict) -> list[str]:
 def summary(changed: list[str], moves: list[str]) -> str:
     if not changed:
         return "make repro: every committed output came out byte-identical (git status is clean)."
-    head = (f"make repro: {len(changed)} committed file{'s' if len(changed) > 1 else ''} changed "
-            f"({', '.join(changed[:3])}{', …' if len(changed) > 3 else ''}).")
+    head = (
+        f"make repro: {len(changed)} committed file{'s' if len(changed) > 1 else ''} changed "
+        f"({', '.join(changed[:3])}{', …' if len(changed) > 3 else ''})."
+    )
     if not moves:
         return head + " No test metric moved."
-    return "\n".join([head, "Test metrics against the committed record (best assignment):", *moves,
-                      "Float training rounds differently on other CPU kernels: docs/reproducibility.md says "
-                      "how far, and `git checkout -- dvc.lock reports` goes back to the record."])
+    return "\n".join(
+        [
+            head,
+            "Test metrics against the committed record (best assignment):",
+            *moves,
+            "Float training rounds differently on other CPU kernels: docs/reproducibility.md says "
+            "how far, and `git checkout -- dvc.lock reports` goes back to the record.",
+        ]
+    )
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:

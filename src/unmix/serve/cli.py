@@ -17,20 +17,32 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="unmix", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
     separate = commands.add_parser(
-        "separate", help="separate mixtures into two pictures each",
-        description="Separate PNG or JPEG mixtures; write <name>_1.png, <name>_2.png and <name>_panel.png.")
+        "separate",
+        help="separate mixtures into two pictures each",
+        description="Separate PNG or JPEG mixtures; write <name>_1.png, <name>_2.png and <name>_panel.png.",
+    )
     separate.add_argument("pictures", nargs="+", type=Path, metavar="PICTURE", help="PNG or JPEG mixture")
-    separate.add_argument("--model", default=DEFAULT_MODEL,
-                          help=f"a registered model (models:/NAME@ALIAS or models:/NAME/VERSION, in the project's "
-                               f"MLflow store) or a checkpoint file such as models/best.pt (default: {DEFAULT_MODEL})")
+    separate.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"a registered model (models:/NAME@ALIAS or models:/NAME/VERSION, in the project's "
+        f"MLflow store) or a checkpoint file such as models/best.pt (default: {DEFAULT_MODEL})",
+    )
     separate.add_argument("--out", type=Path, default=Path("."), help="output folder (default: the current one)")
-    mix = commands.add_parser("mix", help="mix two pictures into one, as the models were trained",
-                              description="Mix two PNG or JPEG pictures into one mixture to separate.")
+    mix = commands.add_parser(
+        "mix",
+        help="mix two pictures into one, as the models were trained",
+        description="Mix two PNG or JPEG pictures into one mixture to separate.",
+    )
     mix.add_argument("first", type=Path, nargs="?", metavar="A", help="PNG or JPEG picture")
     mix.add_argument("second", type=Path, nargs="?", metavar="B", help="PNG or JPEG picture")
-    mix.add_argument("--test-pair", type=int, metavar="N",
-                     help="instead of A and B: test pair N of the project's subset (never used in training); "
-                          "its two pictures are written beside the mixture as <name>_a.png and <name>_b.png")
+    mix.add_argument(
+        "--test-pair",
+        type=int,
+        metavar="N",
+        help="instead of A and B: test pair N of the project's subset (never used in training); "
+        "its two pictures are written beside the mixture as <name>_a.png and <name>_b.png",
+    )
     mix.add_argument("--data", type=Path, help="the subset folder for --test-pair (default: <project>/data/subset)")
     mix.add_argument("--mix", choices=MIX_NAMES, default="mean", help="mixing rule (default: mean, as `best`)")
     mix.add_argument("-o", "--out", type=Path, required=True, help="the mixture to write (.png, .jpg)")

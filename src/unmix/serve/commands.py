@@ -31,8 +31,10 @@ def separate_files(
     stems: dict[str, Path] = {}
     for picture in pictures:
         if picture.stem in stems:
-            raise PictureError(f"{stems[picture.stem]} and {picture}: both would write {picture.stem}_1.png; "
-                               f"rename one or separate them into different --out folders")
+            raise PictureError(
+                f"{stems[picture.stem]} and {picture}: both would write {picture.stem}_1.png; "
+                f"rename one or separate them into different --out folders"
+            )
         stems[picture.stem] = picture
     images = [read_picture(picture) for picture in pictures]
     if out_dir.exists() and not out_dir.is_dir():

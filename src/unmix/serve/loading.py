@@ -56,8 +56,10 @@ def project_tracking_uri(cwd: Path, environ: Mapping[str, str]) -> str:
         return environ["MLFLOW_TRACKING_URI"]
     root = find_project_root(cwd, environ)
     if root is None:
-        raise ModelError(f"no unmix project ({PROJECT_MARKER}) in {cwd} or above to find the MLflow store in: "
-                         f"run inside the project, set MLFLOW_TRACKING_URI, or give --model a checkpoint file")
+        raise ModelError(
+            f"no unmix project ({PROJECT_MARKER}) in {cwd} or above to find the MLflow store in: "
+            f"run inside the project, set MLFLOW_TRACKING_URI, or give --model a checkpoint file"
+        )
     configured = None
     if (root / "params.yaml").is_file():
         from unmix.config import load_config
@@ -76,8 +78,10 @@ def load_separator(spec: str, cwd: Path, environ: Mapping[str, str]) -> Separato
 def load_checkpoint_file(path: Path) -> Separator:
     """A `models/<set>.pt` written by the train stage (weights only: nothing is unpickled freely)."""
     if not path.exists():
-        raise ModelError(f"--model {path}: no such file (expected a checkpoint such as models/best.pt, "
-                         f"or a registered model such as models:/unmix-best@champion)")
+        raise ModelError(
+            f"--model {path}: no such file (expected a checkpoint such as models/best.pt, "
+            f"or a registered model such as models:/unmix-best@champion)"
+        )
     if not path.is_file():
         raise ModelError(f"--model {path}: a folder; expected a checkpoint file")
     if not zipfile.is_zipfile(path):  # what torch.save writes; anything else is not ours
@@ -97,8 +101,13 @@ def load_checkpoint_file(path: Path) -> Separator:
         raise ModelError(f"--model {path}: not an unmix checkpoint ({why})") from None
     model.eval()
     arch, depth = config["arch"], config["depth"]
-    return Separator(lambda pictures: separate_pictures(model, pictures, arch, depth), arch, depth,
-                     config.get("mix"), f"checkpoint {path}")
+    return Separator(
+        lambda pictures: separate_pictures(model, pictures, arch, depth),
+        arch,
+        depth,
+        config.get("mix"),
+        f"checkpoint {path}",
+    )
 
 
 def load_registered(uri: str, tracking_uri: str) -> Separator:

@@ -36,12 +36,28 @@ def served_model(
 ) -> Iterator[str]:
     """Yield the base URL of `mlflow models serve -m model_uri --env-manager local`, ready to answer."""
     port = free_port()
-    command = [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", model_uri,
-               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     # Both URIs: a registry URI inherited from the caller (mlflow.set_registry_uri exports it)
     # would resolve models:/ names in another store.
-    env = {**(environ if environ is not None else os.environ),
-           "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri}
+    env = {
+        **(environ if environ is not None else os.environ),
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_REGISTRY_URI": tracking_uri,
+    }
     with tempfile.TemporaryFile("w+") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:

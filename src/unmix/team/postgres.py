@@ -54,7 +54,8 @@ def find_server_programs(environ: Mapping[str, str] | None = None, debian_glob: 
     raise PostgresError(
         "PostgreSQL server programs (initdb, pg_ctl, psql) not found on PATH, in $PG_BIN or in "
         f"{debian_glob}: install them (Debian: apt-get install postgresql) or point "
-        "--backend-store-uri at an existing PostgreSQL")
+        "--backend-store-uri at an existing PostgreSQL"
+    )
 
 
 def _major_version(folder: Path) -> int:
@@ -71,7 +72,8 @@ def server_user_prefix(euid: int | None = None) -> list[str]:
     except KeyError:
         raise PostgresError(
             f"running as root, but there is no `{SERVER_USER}` user for PostgreSQL's server programs "
-            "(they refuse root): install PostgreSQL from your distribution, which creates it") from None
+            "(they refuse root): install PostgreSQL from your distribution, which creates it"
+        ) from None
     return ["runuser", "-u", SERVER_USER, "--"]
 
 
@@ -124,14 +126,19 @@ class Cluster:
         """True when this cluster's postmaster is up (pg_ctl status)."""
         if not (self.data / "PG_VERSION").is_file():
             return False
-        result = subprocess.run(self._program("pg_ctl", "status", "-D", str(self.data)),
-                                cwd=self.root, capture_output=True, text=True)
+        result = subprocess.run(
+            self._program("pg_ctl", "status", "-D", str(self.data)), cwd=self.root, capture_output=True, text=True
+        )
         return result.returncode == 0
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
-        self._run(self._program("pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w",
-                                "-t", str(START_TIMEOUT_S)), "pg_ctl start")
+        self._run(
+            self._program(
+                "pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(START_TIMEOUT_S)
+            ),
+            "pg_ctl start",
+        )
 
     def stop(self) -> None:
         """Stop the server (fast mode: roll back open transactions, then shut down cleanly)."""
@@ -139,9 +146,28 @@ class Cluster:
 
     def superuser_sql(self, statement: str, database: str = "postgres") -> str:
         """Run one SQL statement as the superuser over the unix socket; return psql's output."""
-        return self._run(self._program("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                                       "-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER,
-                                       "-d", database, "-c", statement), "psql")
+        return self._run(
+            self._program(
+                "psql",
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-c",
+                statement,
+            ),
+            "psql",
+        )
 
 
 def load_cluster(root: Path, bin: Path | None = None) -> Cluster | None:
@@ -154,8 +180,9 @@ def load_cluster(root: Path, bin: Path | None = None) -> Cluster | None:
     return Cluster(root=root, bin=bin or find_server_programs(), **fields)
 
 
-def create_cluster(root: Path, *, port: int | None = None, database: str = "mlflow", role: str = "mlflow",
-                   bin: Path | None = None) -> Cluster:
+def create_cluster(
+    root: Path, *, port: int | None = None, database: str = "mlflow", role: str = "mlflow", bin: Path | None = None
+) -> Cluster:
     """initdb a new cluster in `root` (absent or empty) with a database owned by a password role.
 
     The server listens on 127.0.0.1:`port` (password, scram-sha-256) and on a unix socket in
@@ -164,8 +191,10 @@ def create_cluster(root: Path, *, port: int | None = None, database: str = "mlfl
     """
     root = root.resolve()
     if root.exists() and any(root.iterdir()):
-        raise PostgresError(f"{root}: not empty, but holds no cluster.json (an earlier creation stopped "
-                            "half-way?): remove it, or choose another folder for the new cluster")
+        raise PostgresError(
+            f"{root}: not empty, but holds no cluster.json (an earlier creation stopped "
+            "half-way?): remove it, or choose another folder for the new cluster"
+        )
     bin = bin or find_server_programs()
     prefix = server_user_prefix()
     root.mkdir(parents=True, exist_ok=True)
@@ -176,14 +205,29 @@ def create_cluster(root: Path, *, port: int | None = None, database: str = "mlfl
     password = secrets.token_hex(16)
     # Any database of this cluster: the role owns the one made here and may be given more.
     # The file stays the caller's, for the caller's clients; libpq ignores one others can read.
-    cluster.pgpass.write_text(f"127.0.0.1:{cluster.port}:*:{role}:{password}\n"
-                              f"localhost:{cluster.port}:*:{role}:{password}\n")
+    cluster.pgpass.write_text(
+        f"127.0.0.1:{cluster.port}:*:{role}:{password}\nlocalhost:{cluster.port}:*:{role}:{password}\n"
+    )
     cluster.pgpass.chmod(0o600)
-    cluster._run(cluster._program("initdb", "-D", str(cluster.data), "-U", SUPERUSER, "--encoding=UTF8",
-                                  "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256"), "initdb")
+    cluster._run(
+        cluster._program(
+            "initdb",
+            "-D",
+            str(cluster.data),
+            "-U",
+            SUPERUSER,
+            "--encoding=UTF8",
+            "--locale=C",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        ),
+        "initdb",
+    )
     cluster._run([*prefix, "mkdir", "-m", "700", str(cluster.socket_dir)], "mkdir socket")
-    settings = (f"\n# unmix: {root}\nlisten_addresses = '127.0.0.1'\nport = {cluster.port}\n"
-                f"unix_socket_directories = '{cluster.socket_dir}'\n")
+    settings = (
+        f"\n# unmix: {root}\nlisten_addresses = '127.0.0.1'\nport = {cluster.port}\n"
+        f"unix_socket_directories = '{cluster.socket_dir}'\n"
+    )
     _append_as_server_user(cluster, settings)
     cluster.start()
     try:
@@ -199,8 +243,9 @@ def create_cluster(root: Path, *, port: int | None = None, database: str = "mlfl
 def _append_as_server_user(cluster: Cluster, text: str) -> None:
     """Append to postgresql.conf, which belongs to the server's account."""
     conf = cluster.data / "postgresql.conf"
-    result = subprocess.run([*server_user_prefix(), "tee", "-a", str(conf)], input=text, text=True,
-                            capture_output=True, cwd=cluster.root)
+    result = subprocess.run(
+        [*server_user_prefix(), "tee", "-a", str(conf)], input=text, text=True, capture_output=True, cwd=cluster.root
+    )
     if result.returncode != 0:
         raise PostgresError(f"{conf}: could not write the settings: {result.stderr.strip()}")
 
@@ -209,5 +254,7 @@ def _check_reachable(root: Path, prefix: list[str]) -> None:
     """Fail early when the server's account cannot get into `root` (a parent folder is 0700)."""
     result = subprocess.run([*prefix, "test", "-w", str(root)], capture_output=True, cwd="/")
     if result.returncode != 0:
-        raise PostgresError(f"{root}: the `{SERVER_USER}` user cannot write here (a parent folder "
-                            "is closed to it); put the cluster in a folder it can reach")
+        raise PostgresError(
+            f"{root}: the `{SERVER_USER}` user cannot write here (a parent folder "
+            "is closed to it); put the cluster in a folder it can reach"
+        )

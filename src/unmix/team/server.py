@@ -79,11 +79,15 @@ def upgrade_schema_if_needed(backend_uri: str, env: Mapping[str, str]) -> str:
     if current == head:
         return f"schema at {head}"
     if current is not None:
-        print(f"upgrading the MLflow schema of {backend_uri} from {current} to {head} "
-              "(migrations are not always transactional: back up a database you care about first)", flush=True)
+        print(
+            f"upgrading the MLflow schema of {backend_uri} from {current} to {head} "
+            "(migrations are not always transactional: back up a database you care about first)",
+            flush=True,
+        )
     # `mlflow db upgrade` creates the tables in an empty database and migrates an old one.
-    result = subprocess.run([mlflow_program(), "db", "upgrade", backend_uri], env=dict(env),
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [mlflow_program(), "db", "upgrade", backend_uri], env=dict(env), capture_output=True, text=True
+    )
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
         raise UnmixError(f"mlflow db upgrade {backend_uri} failed: {last}")
@@ -92,8 +96,17 @@ def upgrade_schema_if_needed(backend_uri: str, env: Mapping[str, str]) -> str:
 
 def server_command(*, host: str, port: int, artifacts: str, workers: int | None, extra: Sequence[str]) -> list[str]:
     """The `mlflow server` command line; the backend URI goes by environment, keeping a password out of `ps`."""
-    command = [mlflow_program(), "server", "--host", host, "--port", str(port),
-               "--serve-artifacts", "--artifacts-destination", artifacts]
+    command = [
+        mlflow_program(),
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--serve-artifacts",
+        "--artifacts-destination",
+        artifacts,
+    ]
     if workers is not None:
         command += ["--workers", str(workers)]
     return command + list(extra)
@@ -134,8 +147,10 @@ def serve(args: argparse.Namespace) -> int:
             if cluster is None:
                 cluster = postgres.create_cluster(root, port=args.postgres_port)
                 started_cluster = True
-                print(f"created a PostgreSQL cluster in {root} (database {cluster.database}, "
-                      f"port {cluster.port})", flush=True)
+                print(
+                    f"created a PostgreSQL cluster in {root} (database {cluster.database}, port {cluster.port})",
+                    flush=True,
+                )
             elif not cluster.is_running():
                 cluster.start()
                 started_cluster = True
@@ -144,14 +159,18 @@ def serve(args: argparse.Namespace) -> int:
             os.environ["PGPASSFILE"] = env["PGPASSFILE"]  # for our own schema check
         schema = upgrade_schema_if_needed(backend_uri, env)
         env["MLFLOW_BACKEND_STORE_URI"] = backend_uri
-        command = server_command(host=args.host, port=args.port, artifacts=artifacts, workers=args.workers,
-                                 extra=args.mlflow_args)
+        command = server_command(
+            host=args.host, port=args.port, artifacts=artifacts, workers=args.workers, extra=args.mlflow_args
+        )
         # Its own process group: stopping it reaches the workers it forks, whatever signal we got.
         server = subprocess.Popen(command, env=env, start_new_session=True)
         url = client_url(args.host, args.port)
         wait_until_serving(url, server, args.ready_timeout)
-        print(f"{READY_LINE} {url} (backend {backend_uri}, {schema}; artifacts {artifacts})\n"
-              f"clients: export MLFLOW_TRACKING_URI={url}", flush=True)
+        print(
+            f"{READY_LINE} {url} (backend {backend_uri}, {schema}; artifacts {artifacts})\n"
+            f"clients: export MLFLOW_TRACKING_URI={url}",
+            flush=True,
+        )
         return server.wait()
     except _Stop:
         return 0
@@ -167,21 +186,34 @@ def serve(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Run the MLflow tracking server on PostgreSQL with proxied artifacts (make server).",
-        epilog="Arguments after -- go to `mlflow server` unchanged (e.g. -- --allowed-hosts mlflow.example.org).")
-    parser.add_argument("--backend-store-uri", default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
-                        help="an existing database, postgresql://USER[:PASSWORD]@HOST:PORT/DB "
-                             "(default: $MLFLOW_BACKEND_STORE_URI, else a cluster in --cluster)")
-    parser.add_argument("--cluster", default=str(DEFAULT_DIR / "postgres"),
-                        help="folder of the project's own PostgreSQL cluster, made on first use "
-                             "(default: %(default)s)")
-    parser.add_argument("--postgres-port", type=int, default=None,
-                        help="port of a new cluster (default: a free one, kept in its cluster.json)")
-    parser.add_argument("--artifacts-destination",
-                        default=os.environ.get("MLFLOW_ARTIFACTS_DESTINATION", str(DEFAULT_DIR / "artifacts")),
-                        help="where the server stores artifacts: a folder or s3://, gs://... "
-                             "(default: $MLFLOW_ARTIFACTS_DESTINATION, else %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="interface to bind (default: %(default)s, this machine only)")
+        epilog="Arguments after -- go to `mlflow server` unchanged (e.g. -- --allowed-hosts mlflow.example.org).",
+    )
+    parser.add_argument(
+        "--backend-store-uri",
+        default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
+        help="an existing database, postgresql://USER[:PASSWORD]@HOST:PORT/DB "
+        "(default: $MLFLOW_BACKEND_STORE_URI, else a cluster in --cluster)",
+    )
+    parser.add_argument(
+        "--cluster",
+        default=str(DEFAULT_DIR / "postgres"),
+        help="folder of the project's own PostgreSQL cluster, made on first use (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--postgres-port",
+        type=int,
+        default=None,
+        help="port of a new cluster (default: a free one, kept in its cluster.json)",
+    )
+    parser.add_argument(
+        "--artifacts-destination",
+        default=os.environ.get("MLFLOW_ARTIFACTS_DESTINATION", str(DEFAULT_DIR / "artifacts")),
+        help="where the server stores artifacts: a folder or s3://, gs://... "
+        "(default: $MLFLOW_ARTIFACTS_DESTINATION, else %(default)s)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default: %(default)s, this machine only)"
+    )
     parser.add_argument("--port", type=int, default=5000, help="port to listen on (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=None, help="server worker processes (default: MLflow's)")
     parser.add_argument("--ready-timeout", type=float, default=READY_TIMEOUT_S, help=argparse.SUPPRESS)
@@ -192,8 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:
-        extra = argv[argv.index("--") + 1:]
-        argv = argv[:argv.index("--")]
+        extra = argv[argv.index("--") + 1 :]
+        argv = argv[: argv.index("--")]
     args = parser().parse_args(argv)
     args.mlflow_args = extra
     signal.signal(signal.SIGTERM, _raise_stop)

@@ -29,8 +29,18 @@ from unmix.reports.pull_request import find_dvc
 EXP_NAME_TAG = "dvc.exp_name"
 SUMMARY_METRICS = ("test/best/psnr", "test/best/ssim", "test/best/seed_l1")
 # URL scheme of a DVC remote -> the dvc extra that installs its plugin (local folders need none).
-REMOTE_EXTRAS = {"s3": "s3", "ssh": "ssh", "gs": "gs", "azure": "azure", "gdrive": "gdrive", "hdfs": "hdfs",
-                 "webhdfs": "webhdfs", "oss": "oss", "webdav": "webdav", "webdavs": "webdav"}
+REMOTE_EXTRAS = {
+    "s3": "s3",
+    "ssh": "ssh",
+    "gs": "gs",
+    "azure": "azure",
+    "gdrive": "gdrive",
+    "hdfs": "hdfs",
+    "webhdfs": "webhdfs",
+    "oss": "oss",
+    "webdav": "webdav",
+    "webdavs": "webdav",
+}
 OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=.*$")
 
 
@@ -78,8 +88,10 @@ def summary_markdown(name: str, overrides: Sequence[str], runs: Sequence[RunSumm
     if not runs:
         lines.append(f"No MLflow run tagged `{EXP_NAME_TAG}={name}` at {tracking_uri}.")
         return "\n".join(lines) + "\n"
-    lines += ["| set | run | status | " + " | ".join(SUMMARY_METRICS) + " |",
-              "|---|---|---|" + "---:|" * len(SUMMARY_METRICS)]
+    lines += [
+        "| set | run | status | " + " | ".join(SUMMARY_METRICS) + " |",
+        "|---|---|---|" + "---:|" * len(SUMMARY_METRICS),
+    ]
     for run in sorted(runs, key=lambda r: r.set_name):
         url = run_url(tracking_uri, run)
         link = f"[{run.run_id[:8]}]({url})" if url else f"`{run.run_id}`"
@@ -97,9 +109,16 @@ def find_runs(tracking_uri: str, name: str) -> list[RunSummary]:
     if not experiment_ids:
         return []
     runs = client.search_runs(experiment_ids, filter_string=f"tags.`{EXP_NAME_TAG}` = '{name}'")
-    return [RunSummary(set_name=run.data.tags.get(SET_TAG, run.info.run_name), run_id=run.info.run_id,
-                       experiment_id=run.info.experiment_id, status=run.info.status, metrics=run.data.metrics)
-            for run in runs]
+    return [
+        RunSummary(
+            set_name=run.data.tags.get(SET_TAG, run.info.run_name),
+            run_id=run.info.run_id,
+            experiment_id=run.info.experiment_id,
+            status=run.info.status,
+            metrics=run.data.metrics,
+        )
+        for run in runs
+    ]
 
 
 def _dvc(args: Sequence[str], cwd: Path) -> None:
@@ -115,8 +134,11 @@ def default_remote_url(cwd: Path) -> str:
     dvc = find_dvc()
     name = subprocess.run([dvc, "remote", "default"], cwd=cwd, capture_output=True, text=True).stdout.strip()
     # `dvc config`, not `dvc remote list`: the list is a table that wraps a long URL.
-    url = subprocess.run([dvc, "config", f"remote.{name}.url"], cwd=cwd, capture_output=True,
-                         text=True).stdout.strip() if name else ""
+    url = (
+        subprocess.run([dvc, "config", f"remote.{name}.url"], cwd=cwd, capture_output=True, text=True).stdout.strip()
+        if name
+        else ""
+    )
     if url:
         return url
     raise UnmixError("no default DVC remote: add one with `dvc remote add -d NAME URL` (README, Running as a team)")
@@ -127,8 +149,10 @@ def run_experiment(args: argparse.Namespace, cwd: Path, environ: Mapping[str, st
     overrides = parse_overrides(args.overrides)
     tracking_uri = environ.get("MLFLOW_TRACKING_URI", "")
     if args.require_server and not tracking_uri.startswith(("http://", "https://")):
-        raise UnmixError("MLFLOW_TRACKING_URI is not a tracking server's URL: the experiment's runs would stay "
-                         "on this machine (set the MLFLOW_TRACKING_URI secret)")
+        raise UnmixError(
+            "MLFLOW_TRACKING_URI is not a tracking server's URL: the experiment's runs would stay "
+            "on this machine (set the MLFLOW_TRACKING_URI secret)"
+        )
     default_remote_url(cwd)  # fail before the work, not after it
     if args.pull:
         # What the remote has of the committed outputs: the stages the overrides leave alone stay cached.
@@ -149,8 +173,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--overrides", default="", help='space-separated key=value params, e.g. "sets.best.lr=0.001"')
     run.add_argument("--git-remote", default=None, help="git remote to push the experiment to (default: no push)")
     run.add_argument("--no-pull", dest="pull", action="store_false", help="skip `dvc pull` before the run")
-    run.add_argument("--require-server", action="store_true",
-                     help="refuse to run unless MLFLOW_TRACKING_URI is an http(s) tracking server")
+    run.add_argument(
+        "--require-server",
+        action="store_true",
+        help="refuse to run unless MLFLOW_TRACKING_URI is an http(s) tracking server",
+    )
     run.add_argument("--summary", type=Path, default=None, help="append the Markdown summary to this file")
     commands.add_parser("remote-extra", help="print the dvc extra the default remote needs ('' for a folder)")
     return parser

@@ -72,8 +72,9 @@ def signature() -> Any:
     pictures = (-1, -1, -1, 3)
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.uint8), pictures)]),
-        outputs=Schema([TensorSpec(np.dtype(np.uint8), pictures, "output_1"),
-                        TensorSpec(np.dtype(np.uint8), pictures, "output_2")]),
+        outputs=Schema(
+            [TensorSpec(np.dtype(np.uint8), pictures, "output_1"), TensorSpec(np.dtype(np.uint8), pictures, "output_2")]
+        ),
     )
 
 
@@ -89,8 +90,10 @@ def log_separator(model: nn.Module, config: dict | None, name: str = "model") ->
     make a mixture for it. Never read back from the layers.
     """
     if config is None:
-        raise ValueError(f"MLflow model {name!r}: no model config came with it (a spool from an older "
-                         f"unmix?); log it again from its model file")
+        raise ValueError(
+            f"MLflow model {name!r}: no model config came with it (a spool from an older "
+            f"unmix?); log it again from its model file"
+        )
     from safetensors.torch import save_file
 
     import unmix

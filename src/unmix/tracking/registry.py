@@ -115,8 +115,11 @@ def register_run_model(
         # models:/<id>, as mlflow.register_model writes it (the UI links the logged model);
         # the SQL registry resolves it through the global tracking URI, so that is the client's here.
         with _global_tracking_uri(client.tracking_uri):
-            version = int(client.create_model_version(name, source=f"models:/{logged.model_id}", run_id=run_id,
-                                                      tags=tags, model_id=logged.model_id).version)
+            version = int(
+                client.create_model_version(
+                    name, source=f"models:/{logged.model_id}", run_id=run_id, tags=tags, model_id=logged.model_id
+                ).version
+            )
         created = True
     return Registration(name, version, created, settle_champion(client, name))
 
@@ -170,7 +173,8 @@ def _ensure_registered_model(client: Any, name: str, set_name: str) -> None:
 
     try:
         client.create_registered_model(
-            name, description=f"Separators trained with parameter set `{set_name}`; `{CHAMPION}`: best test PSNR.")
+            name, description=f"Separators trained with parameter set `{set_name}`; `{CHAMPION}`: best test PSNR."
+        )
     except MlflowException as error:
         if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise  # else: another evaluation created it first
@@ -179,12 +183,15 @@ def _ensure_registered_model(client: Any, name: str, set_name: str) -> None:
 def _logged_separator(client: Any, run_id: str) -> Any:
     """The newest pickle-free separator the run logged (an MLflow LoggedModel)."""
     run = client.get_run(run_id)
-    models = client.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                         filter_string=f"source_run_id = '{run_id}'")
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )
     separators = [m for m in models if m.model_type == MODEL_TYPE]
     if not separators:
-        raise NothingToRegister(f"run {run_id} logged no unmix separator model (trained before models were "
-                            f"logged pickle-free?): retrain the set to register it")
+        raise NothingToRegister(
+            f"run {run_id} logged no unmix separator model (trained before models were "
+            f"logged pickle-free?): retrain the set to register it"
+        )
     return max(separators, key=lambda m: m.creation_timestamp)
 
 
@@ -216,14 +223,22 @@ def register_evaluation(
     test_metrics = flatten_metrics(metrics["test"], "test/")
     try:
         commit = client.get_run(run_id).data.tags.get("mlflow.source.git.commit") or git_commit(root)
-        registration = register_run_model(client, run_id=run_id, set_name=set_name, test_metrics=test_metrics,
-                                          digest=load_subset_meta(data_dir)["digest"], commit=commit)
+        registration = register_run_model(
+            client,
+            run_id=run_id,
+            set_name=set_name,
+            test_metrics=test_metrics,
+            digest=load_subset_meta(data_dir)["digest"],
+            commit=commit,
+        )
     except NothingToRegister as error:
         print(f"warning: nothing registered: {error}", file=sys.stderr)
         return None
     except MlflowException as error:
         raise RegistryError(f"Model Registry at {uri}: {first_line(error, error.message)}") from None
     what = "registered as" if registration.created else "already registered as"
-    print(f"evaluate@{set_name}: {what} {registration.name} version {registration.version}; "
-          f"{CHAMPION}: version {registration.champion}")
+    print(
+        f"evaluate@{set_name}: {what} {registration.name} version {registration.version}; "
+        f"{CHAMPION}: version {registration.champion}"
+    )
     return registration

@@ -48,8 +48,9 @@ def wall_time_histories(uri: str, experiment: str, digests: Mapping[str, str]) -
         if found is None or not digest:
             continue
         condition = " and ".join(f"tags.`{k}` = '{v}'" for k, v in sorted(run_tags_for(name, digest).items()))
-        runs = client.search_runs([found.experiment_id], filter_string=condition,
-                                  order_by=["attributes.start_time DESC"], max_results=1)
+        runs = client.search_runs(
+            [found.experiment_id], filter_string=condition, order_by=["attributes.start_time DESC"], max_results=1
+        )
         if not runs:
             continue
         run_id = runs[0].info.run_id
@@ -57,6 +58,7 @@ def wall_time_histories(uri: str, experiment: str, digests: Mapping[str, str]) -
         psnr = {m.step: m.value for m in client.get_metric_history(run_id, "valid/psnr")}
         epochs = sorted(set(minutes) & set(psnr))
         if epochs:
-            histories[name] = pd.DataFrame({"epoch": epochs, "minutes": [minutes[e] for e in epochs],
-                                            "valid/psnr": [psnr[e] for e in epochs]})
+            histories[name] = pd.DataFrame(
+                {"epoch": epochs, "minutes": [minutes[e] for e in epochs], "valid/psnr": [psnr[e] for e in epochs]}
+            )
     return histories

@@ -161,8 +161,10 @@ def _model(record: dict, blobs: Path):
 
     file = blobs / record["file"]
     if file.suffix != ".safetensors" or not record.get("config"):
-        raise SpoolError(f"{file}: a model spooled by an older unmix (a pickle, or no model config); "
-                         "not read, since unpickling can run code: deliver it with that version or delete the spool")
+        raise SpoolError(
+            f"{file}: a model spooled by an older unmix (a pickle, or no model config); "
+            "not read, since unpickling can run code: deliver it with that version or delete the spool"
+        )
     model = build_model(**build_arguments(record["config"]))
     load_model(model, str(file))
     return model
@@ -214,4 +216,3 @@ def describe(calls: list[tuple]) -> str:
     if counts.get("end"):
         parts.append("the run's end")
     return ", ".join(parts) or "nothing"
-

@@ -85,8 +85,10 @@ def check_store(uri: str, named: str) -> None:
         with FileLock(lock_path(database), timeout=STORE_LOCK_TIMEOUT_S):  # not while another creates it
             _check_database(database)
     except Timeout:
-        raise StoreError(f"{lock_path(database)}: held by another process for {STORE_LOCK_TIMEOUT_S:.0f} s; "
-                         "expected it free once the store exists") from None
+        raise StoreError(
+            f"{lock_path(database)}: held by another process for {STORE_LOCK_TIMEOUT_S:.0f} s; "
+            "expected it free once the store exists"
+        ) from None
     except OSError as error:  # the lock file cannot be made: the folder is read-only
         raise StoreError(
             f"{database}: the MLflow store is read-only (cannot create {lock_path(database).name} beside it: "
@@ -172,13 +174,16 @@ def _get_or_create_experiment(mlflow: Any, uri: str, name: str, artifact_locatio
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
-            raise StoreError(f"tracking.experiment={name}: deleted in {uri}; expected a live experiment "
-                             f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) "
-                             "or another name")
+            raise StoreError(
+                f"tracking.experiment={name}: deleted in {uri}; expected a live experiment "
+                f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) "
+                "or another name"
+            )
     else:
         try:
-            return client.create_experiment(name, artifact_location=artifact_location,
-                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            return client.create_experiment(
+                name, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
         except MlflowException:
             # Another process on the same server or database created it first.
             experiment = client.get_experiment_by_name(name)

@@ -125,12 +125,22 @@ class RunTracker:
         self._calls = context.Queue()
         self._replies = context.Queue()
         spool_dir = spool_dir or project_root(os.environ, Path.cwd()) / SPOOL_DIR_NAME
-        opening = {"uri": uri, "experiment": experiment, "run_name": run_name, "run_id": run_id,
-                   "params": {k: str(v) for k, v in (params or {}).items()}, "tags": dict(tags or {}),
-                   "logs_model": logs_model, "find_tags": dict(find_tags or {}),
-                   "spool_dir": str(spool_dir), "grace_s": grace_s, "every_s": every_s}
-        self._worker = context.Process(target=_serve, args=(opening, self._calls, self._replies),
-                                       name="mlflow-tracker", daemon=True)
+        opening = {
+            "uri": uri,
+            "experiment": experiment,
+            "run_name": run_name,
+            "run_id": run_id,
+            "params": {k: str(v) for k, v in (params or {}).items()},
+            "tags": dict(tags or {}),
+            "logs_model": logs_model,
+            "find_tags": dict(find_tags or {}),
+            "spool_dir": str(spool_dir),
+            "grace_s": grace_s,
+            "every_s": every_s,
+        }
+        self._worker = context.Process(
+            target=_serve, args=(opening, self._calls, self._replies), name="mlflow-tracker", daemon=True
+        )
         self._worker.start()
         self._run_id: str | None = None
         self._open_error: str | None = None
@@ -208,9 +218,13 @@ class RunTracker:
         if error is not None:
             raise TrackingError(f"MLflow tracking at {self._uri} failed: {error}")
         if undelivered is not None:
-            print(f"warning: MLflow store {self._uri} unreachable ({undelivered['reason']}): "
-                  f"{undelivered['what']} of run {run_id} kept in {undelivered['spool']}; "
-                  f"deliver them later with `python -m unmix.tracking.deliver`", file=sys.stderr, flush=True)
+            print(
+                f"warning: MLflow store {self._uri} unreachable ({undelivered['reason']}): "
+                f"{undelivered['what']} of run {run_id} kept in {undelivered['spool']}; "
+                f"deliver them later with `python -m unmix.tracking.deliver`",
+                file=sys.stderr,
+                flush=True,
+            )
         return run_id
 
     def _reply(self, expected: str) -> Any:
@@ -255,11 +269,18 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
     # its start-up crawled at ~2% of a core. Its own work is a send of tens of ms every
     # few seconds, so what it takes from training is small either way.
     spool = Spool.create(Path(opening["spool_dir"]), opening["uri"], run_id or "unopened")
-    courier = Courier(lambda batch: _send(mlflow, run_id, batch), spool, every_s=opening["every_s"],
-                      on_outage=lambda reason: _say(f"warning: MLflow store {opening['uri']} unreachable ({reason}); "
-                                                    "training goes on, tracking calls wait on disk and are retried"),
-                      on_recovery=lambda waited: _say(f"MLflow store {opening['uri']} reachable again: "
-                                                      f"{waited} waiting calls delivered"))
+    courier = Courier(
+        lambda batch: _send(mlflow, run_id, batch),
+        spool,
+        every_s=opening["every_s"],
+        on_outage=lambda reason: _say(
+            f"warning: MLflow store {opening['uri']} unreachable ({reason}); "
+            "training goes on, tracking calls wait on disk and are retried"
+        ),
+        on_recovery=lambda waited: _say(
+            f"MLflow store {opening['uri']} reachable again: {waited} waiting calls delivered"
+        ),
+    )
     status = None
     while status is None:
         due = courier.due_in()
@@ -284,8 +305,11 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
     if run_id is not None:
         courier.add(("end", "FAILED" if error is not None else status))
         if not courier.deliver_until(time.monotonic() + opening["grace_s"]):
-            undelivered = {"reason": courier.last_error, "what": describe(list(courier.pending)),
-                           "spool": str(spool.path)}
+            undelivered = {
+                "reason": courier.last_error,
+                "what": describe(list(courier.pending)),
+                "spool": str(spool.path),
+            }
     replies.put(("finished", error, undelivered))
     # The run is ended and stored. Skip the interpreter's teardown of torch and mlflow
     # (~1.2 s here), which the caller would wait for in join(); only the reply must get out.
@@ -360,8 +384,11 @@ def _log_metric_calls(mlflow: Any, run_id: str, metric_calls: list[tuple]) -> No
     """All these queued metrics calls as one store round trip (several epochs' worth after a wait)."""
     from mlflow.entities import Metric
 
-    metrics = [Metric(key, value, timestamp, step or 0)
-               for _, values, step, timestamp in metric_calls for key, value in values.items()]
+    metrics = [
+        Metric(key, value, timestamp, step or 0)
+        for _, values, step, timestamp in metric_calls
+        for key, value in values.items()
+    ]
     mlflow.MlflowClient().log_batch(run_id, metrics=metrics, synchronous=True)
 
 
@@ -447,8 +474,9 @@ def _hold_run_lock(run_id: str, wait_s: float = RUN_LOCK_WAIT_S) -> None:
         except BlockingIOError:
             if time.monotonic() > deadline:
                 os.close(descriptor)
-                raise TrackingError(f"run {run_id} is still held by another process after {wait_s:.0f} s "
-                                    f"(lock {path})") from None
+                raise TrackingError(
+                    f"run {run_id} is still held by another process after {wait_s:.0f} s (lock {path})"
+                ) from None
             time.sleep(0.2)
     _held_run_locks.append(descriptor)
 
@@ -456,9 +484,12 @@ def _hold_run_lock(run_id: str, wait_s: float = RUN_LOCK_WAIT_S) -> None:
 def _latest_run_with_tags(mlflow: Any, experiment_id: str, tags: Mapping[str, str]) -> str | None:
     """The newest run of the experiment carrying all these tags (a rerun makes a newer one)."""
     condition = " and ".join(f"tags.`{key}` = '{value}'" for key, value in sorted(tags.items()))
-    runs = mlflow.MlflowClient().search_runs([experiment_id], filter_string=condition,
-                                             order_by=["attributes.start_time DESC"], max_results=1)
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment_id], filter_string=condition, order_by=["attributes.start_time DESC"], max_results=1
+    )
     return runs[0].info.run_id if runs else None
+
+
 # --- end of one writer per run ------------------------------------------------------
 
 
@@ -491,8 +522,9 @@ def deliver_spool(path: Path, uri: str | None = None) -> tuple[str, str, list[tu
     except Exception as error:  # noqa: BLE001 - one line for the person running the command
         if delivered:
             note_delivered(path, already + delivered)
-        raise TrackingError(f"MLflow store {uri} did not take run {run_id}'s calls from {path}: "
-                            f"{first_line(error)}") from None
+        raise TrackingError(
+            f"MLflow store {uri} did not take run {run_id}'s calls from {path}: {first_line(error)}"
+        ) from None
     remove_spool(path)
     return uri, run_id, calls
 

@@ -64,8 +64,10 @@ def ranks_from_env(env: Mapping[str, str]) -> Ranks:
         rank, world_size = int(env["RANK"]), int(env["WORLD_SIZE"])
         local_rank = int(env.get("LOCAL_RANK", rank))
     except (KeyError, ValueError):
-        raise UnmixError(f"WORLD_SIZE={env.get('WORLD_SIZE')!r}, RANK={env.get('RANK')!r}: expected the "
-                         "integers torchrun sets; start several processes with torchrun") from None
+        raise UnmixError(
+            f"WORLD_SIZE={env.get('WORLD_SIZE')!r}, RANK={env.get('RANK')!r}: expected the "
+            "integers torchrun sets; start several processes with torchrun"
+        ) from None
     if not 0 <= rank < world_size:
         raise UnmixError(f"RANK={rank}: expected 0 to WORLD_SIZE-1 = {world_size - 1}")
     return Ranks(rank, world_size, local_rank)
@@ -160,18 +162,25 @@ def launch(processes: int, script: str, argv: list[str], name: str) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_process(processes)))
     os.environ[LAUNCHED_ENV] = "1"
     try:
-        run(parse_args(["--standalone", "--nproc-per-node", str(processes), "--monitor-interval", "0.5",
-                        script, *argv]))
+        run(
+            parse_args(["--standalone", "--nproc-per-node", str(processes), "--monitor-interval", "0.5", script, *argv])
+        )
     except ChildFailedError as error:
         rank, failure = error.get_first_failure()
-        how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
-               else f"exited with code {failure.exitcode}")
-        raise LaunchFailed(f"{name}: rank {rank} of {processes} {how}, so every rank stopped; run `dvc repro` "
-                           "(or the same `dvc exp run`) again to resume from the last checkpoint") from None
+        how = (
+            f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
+        )
+        raise LaunchFailed(
+            f"{name}: rank {rank} of {processes} {how}, so every rank stopped; run `dvc repro` "
+            "(or the same `dvc exp run`) again to resume from the last checkpoint"
+        ) from None
     except SignalException as error:
         if error.sigval.name == "SIGINT":
             return 130  # rank 0 has said how to resume
-        print(f"{name}: stopped by {error.sigval.name}; run `dvc repro` (or the same `dvc exp run`) again to "
-              "resume from the last checkpoint", file=sys.stderr)
+        print(
+            f"{name}: stopped by {error.sigval.name}; run `dvc repro` (or the same `dvc exp run`) again to "
+            "resume from the last checkpoint",
+            file=sys.stderr,
+        )
         return 128 + int(error.sigval)
     return 0

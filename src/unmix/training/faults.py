@@ -24,8 +24,13 @@ def parse_kill_at(text: str) -> tuple[str, int, signal.Signals, bool, int | None
     point, _, epoch = where.partition("@")
     scope = rest[1] if len(rest) == 2 else ""
     rank = int(scope[4:]) if scope.startswith("rank") and scope[4:].isdigit() else None
-    if (point not in POINTS or not epoch.isdigit() or len(rest) > 2 or (rest and rest[0] not in ("KILL", "INT", "TERM"))
-            or (scope and scope != "group" and rank is None)):
+    if (
+        point not in POINTS
+        or not epoch.isdigit()
+        or len(rest) > 2
+        or (rest and rest[0] not in ("KILL", "INT", "TERM"))
+        or (scope and scope != "group" and rank is None)
+    ):
         raise ValueError(f"{ENV}={text!r}: expected <{'|'.join(POINTS)}>@<epoch>[:KILL|INT|TERM[:group|:rank<N>]]")
     return point, int(epoch), signal.Signals[f"SIG{rest[0] if rest else 'KILL'}"], scope == "group", rank
 

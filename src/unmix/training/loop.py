@@ -67,9 +67,11 @@ def check_shares(batch_pairs: list[int], ranks: Ranks) -> None:
     """Every batch must give every rank at least one pair; one line naming the parameter if not."""
     smallest = min(batch_pairs)
     if smallest < ranks.world_size:
-        raise ConfigError(f"batch_size: a batch of {smallest} pairs cannot be shared by {ranks.world_size} "
-                          "processes; use a batch size (and a number of training images) that gives every "
-                          "batch at least one pair per process")
+        raise ConfigError(
+            f"batch_size: a batch of {smallest} pairs cannot be shared by {ranks.world_size} "
+            "processes; use a batch size (and a number of training images) that gives every "
+            "batch at least one pair per process"
+        )
 
 
 @dataclass(frozen=True)
@@ -137,12 +139,12 @@ class _Training:
         return self.model if self.averaged is None else self.averaged.module
 
     def state(self, history: list[EpochResult], copied: bool) -> dict:
-        return training_state(history, self.model, self.optimizer, self.scheduler, self.generator, self.averaged,
-                              copied=copied)
+        return training_state(
+            history, self.model, self.optimizer, self.scheduler, self.generator, self.averaged, copied=copied
+        )
 
     def restore(self, state: Mapping[str, Any]) -> list[EpochResult]:
-        return restore_training_state(state, self.model, self.optimizer, self.scheduler, self.generator,
-                                      self.averaged)
+        return restore_training_state(state, self.model, self.optimizer, self.scheduler, self.generator, self.averaged)
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
         return epoch_pairs(len(self.images.train), batch_size, generator or self.generator, self.fixed_pairs)
@@ -180,8 +182,9 @@ def train_separator(
         for epoch in range(len(history) + 1, config.epochs + 1):
             train_l1 = _train_epoch(training, config, device, hooks.ranks, epoch)
             valid_l1, valid_psnr = _validate_epoch(training, config, hooks.ranks, epoch)
-            history.append(EpochResult(epoch, train_l1, valid_l1, valid_psnr, time.perf_counter() - started,
-                                       time.time()))
+            history.append(
+                EpochResult(epoch, train_l1, valid_l1, valid_psnr, time.perf_counter() - started, time.time())
+            )
             hooks.epoch_ended(history[-1], training.shown)
             checkpoints.after_epoch(training, history)
     if training.averaged is not None:  # the caller gets the averaged weights
@@ -190,8 +193,9 @@ def train_separator(
     return history
 
 
-def _set_up(model: nn.Module, config: SetConfig, images: TrainingImages, device: torch.device,
-            ranks: Ranks) -> _Training:
+def _set_up(
+    model: nn.Module, config: SetConfig, images: TrainingImages, device: torch.device, ranks: Ranks
+) -> _Training:
     """Seed, place and wrap the model, then the optimizer and schedule: the loop's first draws."""
     torch.manual_seed(config.seed)  # dropout masks
     generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -218,7 +222,8 @@ def _set_up(model: nn.Module, config: SetConfig, images: TrainingImages, device:
     check_shares(batch_pairs, ranks)
     if config.schedule == "onecycle":
         training.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=config.epochs * len(batch_pairs))
+            optimizer, max_lr=config.lr, total_steps=config.epochs * len(batch_pairs)
+        )
     return training
 
 
@@ -250,19 +255,27 @@ def _train_epoch(training: _Training, config: SetConfig, device: torch.device, r
     return float(loss_sum) / pairs_seen
 
 
-def _validate_epoch(training: _Training, config: SetConfig, ranks: Ranks,
-                    epoch: int) -> tuple[float, float] | tuple[None, None]:
+def _validate_epoch(
+    training: _Training, config: SetConfig, ranks: Ranks, epoch: int
+) -> tuple[float, float] | tuple[None, None]:
     """Validation loss and PSNR when this epoch validates (every `validate_every` and the
     last, on rank 0 alone); (None, None) otherwise."""
     if not ranks.is_main or (epoch % config.validate_every != 0 and epoch != config.epochs):
         return None, None
     kill_point("validation", epoch)
-    return validate(training.valid, training.images.valid_a, training.images.valid_b,
-                    mix=config.mix, loss=config.loss, flips=config.test_flips)
+    return validate(
+        training.valid,
+        training.images.valid_a,
+        training.images.valid_b,
+        mix=config.mix,
+        loss=config.loss,
+        flips=config.test_flips,
+    )
 
 
-def _batch(training: _Training, config: SetConfig, ranks: Ranks, a_index: Tensor,
-           b_index: Tensor) -> tuple[Tensor, Tensor]:
+def _batch(
+    training: _Training, config: SetConfig, ranks: Ranks, a_index: Tensor, b_index: Tensor
+) -> tuple[Tensor, Tensor]:
     """This rank's share of one batch's pairs, normalised and (with `flip`) mirrored."""
     # Drawn for the whole batch on every rank, in one process's order, then shared.
     flip_a = flip_draw(len(a_index), training.generator) if config.flip else None
@@ -277,8 +290,9 @@ def _batch(training: _Training, config: SetConfig, ranks: Ranks, a_index: Tensor
     return a, b
 
 
-def _step(training: _Training, config: SetConfig, device: torch.device, a: Tensor, b: Tensor,
-          weight: float | None) -> Tensor:
+def _step(
+    training: _Training, config: SetConfig, device: torch.device, a: Tensor, b: Tensor, weight: float | None
+) -> Tensor:
     """One optimizer step on the mixtures of `a` and `b`; the batch's (unweighted) loss.
 
     `weight` (several ranks) scales the gradient so that unequal shares sum as one process's.

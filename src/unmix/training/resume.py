@@ -38,16 +38,30 @@ def checkpoint_folder(root: Path) -> Path:
     return Path(root) / FOLDER_NAME
 
 
-def resume_digest(set_config: SetConfig, data_digest: str, model_config: dict, torch_version: str,
-                  threads: int, device: str = "cpu", processes: int = 1) -> str:
+def resume_digest(
+    set_config: SetConfig,
+    data_digest: str,
+    model_config: dict,
+    torch_version: str,
+    threads: int,
+    device: str = "cpu",
+    processes: int = 1,
+) -> str:
     """SHA-256 of what a training's numbers depend on: the set, the data, the model, torch.
 
     Torch's thread count, the device `auto` resolved to and the number of processes are
     part of it because they change how sums round: a run resumed on another would not give
     the same bytes.
     """
-    key = {"format": FORMAT, "set": dataclasses.asdict(set_config), "data_digest": data_digest,
-           "model_config": model_config, "torch": torch_version, "threads": threads, "device": device}
+    key = {
+        "format": FORMAT,
+        "set": dataclasses.asdict(set_config),
+        "data_digest": data_digest,
+        "model_config": model_config,
+        "torch": torch_version,
+        "threads": threads,
+        "device": device,
+    }
     if processes > 1:  # one process keeps the digests it always had
         key["processes"] = processes
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
@@ -156,7 +170,6 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-
 class ResumeCheckpoint:
     """One training's checkpoint: found, read, written every few epochs, removed at the end.
 
@@ -164,8 +177,9 @@ class ResumeCheckpoint:
     version and thread count) is computed only when one is read or written.
     """
 
-    def __init__(self, folder: Path, set_name: str, set_config: SetConfig, data_digest: str,
-                 processes: int = 1) -> None:
+    def __init__(
+        self, folder: Path, set_name: str, set_config: SetConfig, data_digest: str, processes: int = 1
+    ) -> None:
         self.folder, self.set_name, self.set_config, self.data_digest = Path(folder), set_name, set_config, data_digest
         self.processes = processes
         self.saved_epoch = 0  # the last finished epoch on disk
@@ -184,8 +198,9 @@ class ResumeCheckpoint:
             device = resolve_device(c.device).type
         except ConfigError:  # cuda without a GPU: the stage says so before any training
             device = c.device
-        return resume_digest(c, self.data_digest, set_model_config(c),
-                             torch.__version__, torch.get_num_threads(), device, self.processes)
+        return resume_digest(
+            c, self.data_digest, set_model_config(c), torch.__version__, torch.get_num_threads(), device, self.processes
+        )
 
     @property
     def path(self) -> Path:

@@ -100,8 +100,9 @@ def train_set(
         if hooks.on_epoch_end is not None:
             hooks.on_epoch_end(result, model)
 
-    tracked = dataclasses.replace(hooks, on_epoch_end=on_epoch_end,
-                                  on_checkpoint=checkpoint if save_checkpoint else None)
+    tracked = dataclasses.replace(
+        hooks, on_epoch_end=on_epoch_end, on_checkpoint=checkpoint if save_checkpoint else None
+    )
     with progress:
         model, history = fit_set(set_config, subsets, device, tracked)
     model.to("cpu", memory_format=torch.contiguous_format)
@@ -120,8 +121,7 @@ class _EpochLogger:
         self.held: list[tuple[int, Callable[[], None]]] = []  # (epoch, tracker call) waiting for a checkpoint
 
     def log_epoch(self, result: EpochResult) -> None:
-        self.tracker.log_metrics(epoch_metrics(result), step=result.epoch,
-                                 timestamp_ms=int(result.finished_at * 1000))
+        self.tracker.log_metrics(epoch_metrics(result), step=result.epoch, timestamp_ms=int(result.finished_at * 1000))
 
     def report(self, result: EpochResult, model: nn.Module) -> None:
         self.progress.update(result)  # stderr first: the terminal learns of the epoch at once
@@ -129,8 +129,9 @@ class _EpochLogger:
         every = self.set_config.log_images_every
         if (every and result.epoch % every == 0) or result.epoch == self.set_config.epochs:
             image = pair_mosaic(model, self.shown, self.set_config.mix)  # now: the model moves on
-            self.held.append((result.epoch, lambda: self.tracker.log_image(image, key="reconstructions/valid",
-                                                                           step=result.epoch)))
+            self.held.append(
+                (result.epoch, lambda: self.tracker.log_image(image, key="reconstructions/valid", step=result.epoch))
+            )
         if not self.holds:
             self.release(result.epoch)
 

@@ -57,8 +57,12 @@ def training_state(
 
 
 def restore_training_state(
-    state: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-    generator: torch.Generator, averaged: nn.Module | None = None,
+    state: Mapping[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+    averaged: nn.Module | None = None,
 ) -> list[EpochResult]:
     """Put a `training_state` back into freshly built objects; return its history."""
     model.load_state_dict(state["model"])
