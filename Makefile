@@ -6,7 +6,7 @@
 #   make test-full — the same set-up, then .ci/install-test-tools (PostgreSQL's programs,
 #                 actionlint) and every test (what .ci/run runs; ~30 min on 2 cores)
 #   make server — the same set-up, then the team's MLflow tracking server on PostgreSQL
-#                 (README, "Running as a team"); Ctrl-C stops it
+#                 (docs/team.md); Ctrl-C stops it
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin

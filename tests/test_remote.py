@@ -41,7 +41,11 @@ def test_push_sends_every_cached_output_and_a_pulled_clone_runs_no_stage(tiny_pr
     run_command(["dvc", "repro"], tiny_project)
     run_command(["dvc", "push"], tiny_project)
     cached = object_files(tiny_project / ".dvc" / "cache")
-    assert cached and object_files(remote) == cached  # every cached output, nothing else
+    # Every cached output is there (DVC's own check), and nothing the cache lacks; the cache
+    # also holds the run cache's copies of uncached outputs, which `dvc push` leaves home.
+    assert "in sync" in run_command(["dvc", "status", "--cloud"], tiny_project).stdout
+    pushed = object_files(remote)
+    assert pushed and pushed <= cached
     git(tiny_project, "add", "-A")
     git(tiny_project, "commit", "-qm", "pipeline outputs")
 
