@@ -71,9 +71,8 @@ def sin(x: np.ndarray) -> np.ndarray:
     return sincos(x)[0]
 
 
-def cos(x: np.ndarray) -> np.ndarray:
-    """cos(x), elementwise (see sincos)."""
-    return sincos(x)[1]
+# Taylor coefficients of atan(a) / a in a**2.
+_ATAN = tuple((-1) ** n / (2 * n + 1) for n in range(9))
 
 
 def _atan_unit(a: np.ndarray) -> np.ndarray:
@@ -85,8 +84,7 @@ def _atan_unit(a: np.ndarray) -> np.ndarray:
     for _ in range(2):
         a = a / (1 + np.sqrt(1 + a * a))
     a2 = a * a
-    series = tuple((-1) ** n / (2 * n + 1) for n in range(9))
-    return 4 * a * _horner(a2, series)
+    return 4 * a * _horner(a2, _ATAN)
 
 
 def arctan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
