@@ -211,13 +211,22 @@ def test_every_picture_a_run_writes_is_a_dvc_image_plot(reproduced_seed_project:
 @pytest.mark.e2e  # dvc exp show on the reproduced tiny project
 def test_exp_show_has_test_psnr_and_ssim_beside_the_params(reproduced_seed_project: Path, tmp_path: Path) -> None:
     project = copy_project(reproduced_seed_project, tmp_path / "project")
-    table = run_command(["dvc", "exp", "show", "--csv"], project).stdout
-    rows = list(csv.DictReader(io.StringIO(table)))
-    workspace = next(row for row in rows if row["rev"] == "workspace")
     metrics = json.loads((project / "reports" / "seed" / "metrics.json").read_text())
-    for name in ("psnr", "ssim"):
-        column = f"reports/seed/metrics.json:test.best.{name}"
-        assert column in workspace, f"no {column} column in dvc exp show"
-        assert float(workspace[column]) == pytest.approx(metrics["test"]["best"][name])
     params = yaml.safe_load((project / "params.yaml").read_text())
-    assert workspace["params.yaml:sets.seed.lr"] == str(params["sets"]["seed"]["lr"])
+    # --json is what DVC's VS Code extension reads: the workspace row's metrics and params.
+    rows = json.loads(run_command(["dvc", "exp", "show", "--json"], project).stdout)
+    workspace = next(row["data"] for row in rows if row["rev"] == "workspace")
+    shown = workspace["metrics"]["reports/seed/metrics.json"]["data"]["test"]["best"]
+    assert {name: shown[name] for name in ("psnr", "ssim")} == {
+        name: metrics["test"]["best"][name] for name in ("psnr", "ssim")
+    }
+    assert workspace["params"]["params.yaml"]["data"]["sets"]["seed"] == params["sets"]["seed"]
+    # The table: one row, test PSNR and SSIM columns beside the set's params. With one metrics
+    # file and one params file, DVC leaves the file names out of the column names.
+    table = list(csv.DictReader(io.StringIO(run_command(["dvc", "exp", "show", "--csv"], project).stdout)))
+    row = next(row for row in table if row["rev"] == "workspace")
+    for name in ("psnr", "ssim"):
+        [column] = [c for c in row if c.endswith(f"test.best.{name}")]
+        assert float(row[column]) == pytest.approx(metrics["test"]["best"][name])
+    [lr] = [c for c in row if c.endswith("sets.seed.lr")]
+    assert float(row[lr]) == params["sets"]["seed"]["lr"]
