@@ -95,6 +95,8 @@ def images_in(report: str) -> dict[str, str]:
 
 def test_report_shows_each_changed_figure_inline_before_and_after(repo: tuple[Path, str], tmp_path: Path) -> None:
     repo_dir, base = repo
+    _git(repo_dir, "add", "-A")
+    _git(repo_dir, "commit", "-q", "-m", "the pull request")  # two commits: base and head, checked out
     out, images_dir = tmp_path / "report.md", tmp_path / "published"
     url = "https://github.com/o/r/raw/unmix-pr-figures/figures"
     argv = ["--base", base, "--repo", str(repo_dir), "--images-dir", str(images_dir), "--image-url", url]
