@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from unmix.reports.pull_request import MARKER, NO_CHANGES, FigureChange, build_report, find_dvc, main
+from unmix.reports.pull_request import MARKER, NO_CHANGES, FigureChange, build_report, find_dvc, image_name, main
 
 DVC_YAML = """\
 stages:
@@ -190,3 +190,8 @@ def test_module_runs_as_script() -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
     )
     assert "--figures-url" in proc.stdout
+
+
+def test_image_name_is_the_figure_name_and_the_digest_of_its_bytes() -> None:
+    # sha256(b"") = e3b0c44298fc1c14…; a character a URL would need escaped becomes "_".
+    assert image_name("reports/figures/a b(1).png", b"") == "a_b_1_-e3b0c44298fc1c14.png"
