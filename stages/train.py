@@ -20,7 +20,7 @@ from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
 from unmix.data.subset import load_subset_meta, load_subsets
 from unmix.paths import project_root
-from unmix.reports.dvc_files import write_history
+from unmix.reports.dvc_files import LiveHistory, write_history
 from unmix.tracking.tracker import open_tracker, run_params, run_tags
 from unmix.training.distributed import LAUNCHED_ENV, Stopped, join, launch, launched, leave, ranks_from_env
 from unmix.training.resume import ResumeCheckpoint, checkpoint_folder
@@ -59,6 +59,7 @@ def main(args: argparse.Namespace) -> None:
             from unmix.tracking.run_lookup import model_digest
             from unmix.training.loop import TrainingHooks
             from unmix.training.sets import train_set
+            from unmix.training.state import EpochResult
 
             device = join(ranks, resolve_device(set_config.device, name=f"sets.{args.set_name}.device"))
             subsets = load_subsets(args.data)
@@ -67,7 +68,12 @@ def main(args: argparse.Namespace) -> None:
                 print(
                     f"resuming {name} from epoch {resume['epoch']}/{set_config.epochs} ({checkpoint.path})", flush=True
                 )
+            # history.csv grows as the run trains (rank 0, where validation runs), from the
+            # resumed epochs on; the write after training below gives the same bytes.
+            resumed = [EpochResult(**row) for row in (resume or {}).get("history", [])]
+            live_history = LiveHistory(args.history, resumed) if ranks.is_main else None
             hooks = TrainingHooks(
+                on_epoch_end=live_history.on_epoch_end if live_history else None,
                 on_checkpoint=(lambda state: checkpoint.save(state, tracker.run_id)) if every else None,
                 checkpoint_every=every or 1,
                 resume=resume,

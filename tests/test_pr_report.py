@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from unmix.reports.pull_request import MARKER, NO_CHANGES, FigureChange, build_report, find_dvc, main
+from unmix.reports.pull_request import MARKER, NO_CHANGES, FigureChange, build_report, find_dvc, image_name, main
 
 DVC_YAML = """\
 stages:
@@ -87,6 +88,73 @@ def test_report_against_base_commit(repo: tuple[Path, str], tmp_path: Path) -> N
     assert "same.png" not in report
 
 
+def images_in(report: str) -> dict[str, str]:
+    """Each markdown image of the report: its alt text → its address."""
+    return dict(re.findall(r"!\[([^\]]*)\]\(([^)\s]+)\)", report))
+
+
+def test_report_shows_each_changed_figure_inline_before_and_after(repo: tuple[Path, str], tmp_path: Path) -> None:
+    repo_dir, base = repo
+    _git(repo_dir, "add", "-A")
+    _git(repo_dir, "commit", "-q", "-m", "the pull request")  # two commits: base and head, checked out
+    out, images_dir = tmp_path / "report.md", tmp_path / "published"
+    url = "https://github.com/o/r/raw/unmix-pr-figures/figures"
+    argv = ["--base", base, "--repo", str(repo_dir), "--images-dir", str(images_dir), "--image-url", url]
+
+    assert main([*argv, "--out", str(out)]) == 0
+    shown = images_in(out.read_text())
+
+    def published(address: str) -> bytes:
+        assert address.startswith(url + "/")
+        return (images_dir / address.removeprefix(url + "/")).read_bytes()
+
+    changed = "reports/figures/changed.png"
+    assert published(shown[f"before: {changed}"]) == PNG_A  # the base commit's bytes
+    assert published(shown[f"after: {changed}"]) == PNG_B  # the workspace's
+    assert published(shown["after: reports/figures/new.png"]) == PNG_B
+    assert "before: reports/figures/new.png" not in shown
+    assert published(shown["before: reports/figures/gone.png"]) == PNG_A
+    assert "after: reports/figures/gone.png" not in shown
+    assert not any("same.png" in alt for alt in shown)
+    assert len(shown) == 4
+    # Before beside after: one table row holds both images of a figure.
+    row = next(line for line in out.read_text().splitlines() if f"before: {changed}" in line)
+    assert f"after: {changed}" in row
+
+
+def test_image_names_follow_the_bytes_so_a_published_image_never_changes(
+    repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    repo_dir, base = repo
+    first, second = tmp_path / "first", tmp_path / "second"
+    for images_dir in (first, second):
+        assert main(["--base", base, "--repo", str(repo_dir), "--images-dir", str(images_dir)]) == 0
+    assert sorted(p.name for p in first.iterdir()) == sorted(p.name for p in second.iterdir())
+    (repo_dir / "reports/figures/changed.png").write_bytes(PNG_A + b"more")
+    assert main(["--base", base, "--repo", str(repo_dir), "--images-dir", str(second)]) == 0
+    assert len(list(second.iterdir())) == len(list(first.iterdir())) + 1  # added, nothing overwritten
+
+
+def test_without_an_image_url_the_images_are_relative_to_the_report(repo: tuple[Path, str], tmp_path: Path) -> None:
+    repo_dir, base = repo
+    out = tmp_path / "comment" / "report.md"
+    out.parent.mkdir()
+    images_dir = tmp_path / "images"
+    assert main(["--base", base, "--repo", str(repo_dir), "--images-dir", str(images_dir), "--out", str(out)]) == 0
+    shown = images_in(out.read_text())
+    assert (out.parent / shown["before: reports/figures/changed.png"]).read_bytes() == PNG_A
+    assert (out.parent / shown["after: reports/figures/changed.png"]).read_bytes() == PNG_B
+
+
+def test_an_image_url_without_a_folder_to_publish_is_refused(
+    repo: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo_dir, base = repo
+    with pytest.raises(SystemExit):
+        main(["--base", base, "--repo", str(repo_dir), "--image-url", "https://example.com"])
+    assert "--images-dir" in capsys.readouterr().err
+
+
 def test_bad_base_fails_with_one_line(repo: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
     repo_dir, _ = repo
     assert main(["--base", "no-such-rev", "--repo", str(repo_dir)]) == 1
@@ -122,3 +190,8 @@ def test_module_runs_as_script() -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
     )
     assert "--figures-url" in proc.stdout
+
+
+def test_image_name_is_the_figure_name_and_the_digest_of_its_bytes() -> None:
+    # sha256(b"") = e3b0c44298fc1c14…; a character a URL would need escaped becomes "_".
+    assert image_name("reports/figures/a b(1).png", b"") == "a_b_1_-e3b0c44298fc1c14.png"

@@ -99,3 +99,81 @@ def test_sweep_runs_the_script_with_arguments_it_accepts() -> None:
     run = calls[1]
     assert (run.name, run.overrides, run.targets) == ("sweep-1-1-0", "sets.best.lr=0.001", ["evaluate@best"])
     assert run.require_server and run.git_remote == "origin" and run.pull and run.summary == Path("/tmp/summary")
+
+
+def pr_steps(job: str) -> dict[str, dict]:
+    return {step.get("name", step.get("uses")): step for step in load("pr-metrics.yml")["jobs"][job]["steps"]}
+
+
+def test_pr_report_only_the_job_that_runs_no_pull_request_code_may_write() -> None:
+    workflow = load("pr-metrics.yml")
+    assert workflow["permissions"] == {"contents": "read"}
+    report, publish = workflow["jobs"]["report"], workflow["jobs"]["publish"]
+    assert "permissions" not in report  # the pipeline runs the pull request's code: read-only token
+    assert any("make repro" in step.get("run", "") for step in report["steps"])
+    assert publish["needs"] == "report"
+    assert publish["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert publish["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+    # publish checks nothing out and runs no make, pip or python: only the artifact, git and the API.
+    text = json.dumps(publish["steps"])
+    assert "actions/checkout" not in text and "make " not in text and "python" not in text
+    assert "secrets." not in (REPO / ".github" / "workflows" / "pr-metrics.yml").read_text()
+
+
+def test_pr_report_is_built_with_arguments_the_module_accepts_and_shows_images_where_they_are_pushed() -> None:
+    from unmix.reports.pull_request import make_parser
+
+    workflow = load("pr-metrics.yml")
+    env = workflow["jobs"]["report"]["env"]
+    script = pr_steps("report")["Build the report"]["run"].replace("\\\n", " ")
+    line = next(line for line in script.splitlines() if "unmix.reports.pull_request" in line)
+    args = make_parser().parse_args(shlex.split(line.split("unmix.reports.pull_request", 1)[1]))
+    assert args.images_dir == Path("pr-comment/figures") and args.image_url == "$IMAGE_URL"
+    assert args.out == Path("pr-comment/report.md")
+    # The images are addressed on the branch, in the folder, that the publish job pushes them to.
+    push = pr_steps("publish")["Push the images to the unmix-pr-figures branch"]["run"]
+    assert env["IMAGE_URL"].endswith("/raw/unmix-pr-figures/figures")
+    assert "HEAD:refs/heads/unmix-pr-figures" in push and "cp ../pr-comment/figures/*.png figures/" in push
+    download = pr_steps("publish")["actions/download-artifact@v4"]["with"]
+    upload = pr_steps("report")["Hand the comment and its images to the publish job"]["with"]
+    assert download == {"name": upload["name"], "path": upload["path"]} == {"name": "pr-comment", "path": "pr-comment"}
+
+
+def run_push_step(work: Path, remote: Path, images: dict[str, bytes]) -> subprocess.CompletedProcess:
+    """The publish job's push step, as bash runs it, against a local bare repository."""
+    figures = work / "pr-comment" / "figures"
+    shutil.rmtree(work, ignore_errors=True)
+    figures.mkdir(parents=True)
+    for name, data in images.items():
+        (figures / name).write_bytes(data)
+    script = pr_steps("publish")["Push the images to the unmix-pr-figures branch"]["run"]
+    env = {**os.environ, "GH_TOKEN": "not-a-token", "REMOTE": str(remote), "PR_NUMBER": "7", "HOME": str(work)}
+    return subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=60)
+
+
+def branch_files(remote: Path) -> dict[str, bytes]:
+    listing = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "unmix-pr-figures"], cwd=remote, capture_output=True, text=True
+    )
+    return {
+        path: subprocess.run(["git", "show", f"unmix-pr-figures:{path}"], cwd=remote, capture_output=True).stdout
+        for path in listing.stdout.split()
+    }
+
+
+def test_pr_images_push_creates_the_branch_then_only_adds_to_it(tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    first = run_push_step(tmp_path / "run1", remote, {"a-1111.png": b"A", "b-2222.png": b"B"})
+    assert first.returncode == 0, first.stderr
+    assert branch_files(remote) == {"figures/a-1111.png": b"A", "figures/b-2222.png": b"B"}
+    second = run_push_step(tmp_path / "run2", remote, {"a-3333.png": b"C", "b-2222.png": b"B"})
+    assert second.returncode == 0, second.stderr
+    assert branch_files(remote) == {"figures/a-1111.png": b"A", "figures/b-2222.png": b"B", "figures/a-3333.png": b"C"}
+    commits = subprocess.run(["git", "rev-list", "--count", "unmix-pr-figures"], cwd=remote, capture_output=True)
+    assert commits.stdout.strip() == b"2"
+    # Nothing changed: no image, no commit, no failure.
+    assert run_push_step(tmp_path / "run3", remote, {}).returncode == 0
+    assert run_push_step(tmp_path / "run4", remote, {"b-2222.png": b"B"}).returncode == 0
+    commits = subprocess.run(["git", "rev-list", "--count", "unmix-pr-figures"], cwd=remote, capture_output=True)
+    assert commits.stdout.strip() == b"2"

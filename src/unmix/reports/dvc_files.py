@@ -38,6 +38,30 @@ def write_history(history: Sequence[EpochResult], path: Path) -> None:
     write_text_atomically(path, history_csv(history))
 
 
+class LiveHistory:
+    """The history CSV kept current while a run trains, for `dvc plots show` and DVC's VS Code view.
+
+    Rewritten whole after every validated epoch (`on_epoch_end`, a `TrainingHooks` hook),
+    atomically, so a reader never sees half a file. Each write is a prefix of the file the
+    end of training writes (same rows, same bytes), ending on a row that has the plotted
+    valid/psnr: an epoch without validation has blank valid cells, a gap in the curve, not
+    a point, so it goes out with the next validated epoch (the last epoch always validates).
+    A resumed run's earlier epochs (`resumed`) are written at once: DVC removed the file
+    before the stage ran.
+    """
+
+    def __init__(self, path: Path, resumed: Sequence[EpochResult] = ()) -> None:
+        self.path = Path(path)
+        self.rows = list(resumed)
+        if self.rows:
+            write_history(self.rows, self.path)
+
+    def on_epoch_end(self, result: EpochResult, model: object = None) -> None:
+        self.rows.append(result)
+        if result.valid_l1 is not None:
+            write_history(self.rows, self.path)
+
+
 def read_history(path: Path):
     """The history CSV as a pandas DataFrame (valid/l1 NaN where not measured)."""
     import pandas as pd
