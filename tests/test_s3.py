@@ -260,11 +260,8 @@ def test_the_mlflow_server_keeps_artifacts_in_s3_and_serves_the_champion_from_th
     local_uri = f"sqlite:///{reproduced_seed_project / 'mlflow.db'}"
     local = mlflow.MlflowClient(tracking_uri=local_uri, registry_uri=local_uri)
     version = local.get_model_version_by_alias(registry.registered_model_name("seed"), registry.CHAMPION)
-    model_dir = Path(
-        mlflow.artifacts.download_artifacts(
-            f"models:/{version.model_id}", dst_path=str(tmp_path / "m"), tracking_uri=local_uri
-        )
-    )
+    trained_model = local.get_logged_model(version.source.removeprefix("models:/"))
+    model_dir = Path(mlflow.artifacts.download_artifacts(trained_model.artifact_location, dst_path=str(tmp_path / "m")))
     figures = sorted((reproduced_seed_project / "reports").rglob("*.png"))
     assert figures, "the reproduced project rendered no figure"
 
