@@ -141,6 +141,26 @@ def wait_for_buckets(store: S3Server, process: subprocess.Popen, log: Path) -> N
             time.sleep(0.2)
 
 
+@pytest.mark.server
+def test_the_launcher_check_tells_a_wrong_key_and_a_missing_bucket_apart(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in s3_server.env().items():  # boto3 reads the keys from the environment
+        monkeypatch.setenv(name, value)
+    environ = s3_server.env()
+    assert s3.check_destination(f"s3://{MLFLOW_BUCKET}/artifacts", environ) == (
+        f"s3://{MLFLOW_BUCKET}/artifacts at {s3_server.endpoint}"
+    )
+    with pytest.raises(s3.UnmixError, match="no bucket 'absent': create it first"):
+        s3.check_destination("s3://absent/artifacts", environ)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-" + s3_server.secret)
+    with pytest.raises(s3.UnmixError, match=f"access to bucket '{MLFLOW_BUCKET}' denied"):
+        s3.check_destination(f"s3://{MLFLOW_BUCKET}/artifacts", environ)
+    monkeypatch.setenv(s3.ENDPOINT_VARIABLE, f"http://127.0.0.1:{free_port()}")  # nobody listens there
+    with pytest.raises(s3.UnmixError, match="cannot reach http://127.0.0.1:"):
+        s3.check_destination(f"s3://{MLFLOW_BUCKET}/artifacts", dict(os.environ))
+
+
 def ran_stages(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
