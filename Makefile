@@ -41,12 +41,17 @@ test-full: $(STAMP)
 # MLFLOW_HOST=0.0.0.0 to serve other machines; SERVER_ARGS for the rest, e.g.
 # SERVER_ARGS='--workers 2 -- --allowed-hosts mlflow.lan'. MLFLOW_BACKEND_STORE_URI (environment)
 # points it at an existing PostgreSQL instead of the cluster in .mlflow-server/postgres.
+# ARTIFACTS=s3://BUCKET/PREFIX keeps the artifacts in S3 instead of .mlflow-server/artifacts,
+# with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and, for MinIO or another non-AWS store,
+# MLFLOW_S3_ENDPOINT_URL in the environment (docs/team.md); the bucket must exist.
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
+ARTIFACTS ?=
 SERVER_ARGS ?=
 
 server: $(STAMP)
-	$(BIN)/python -m unmix.team.server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(SERVER_ARGS)
+	$(BIN)/python -m unmix.team.server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) \
+		$(if $(ARTIFACTS),--artifacts-destination '$(ARTIFACTS)') $(SERVER_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

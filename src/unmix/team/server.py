@@ -25,7 +25,7 @@ from pathlib import Path
 
 from unmix.errors import UnmixError
 from unmix.services import stop_process_group, wait_until_answering
-from unmix.team import postgres
+from unmix.team import postgres, s3
 
 DEFAULT_DIR = Path(".mlflow-server")
 READY_TIMEOUT_S = 180.0  # workers import mlflow on a busy 2-core machine
@@ -135,6 +135,9 @@ def serve(args: argparse.Namespace) -> int:
     if "://" not in artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         artifacts = str(Path(artifacts).resolve())
+    elif s3.is_s3(artifacts):
+        # The server process inherits the keys and MLFLOW_S3_ENDPOINT_URL; clients need neither.
+        print(f"artifacts bucket answers: {s3.check_destination(artifacts, env)}", flush=True)
     try:
         if args.backend_store_uri:
             # The password travels in PGPASSWORD: `mlflow db upgrade URI` would show it to `ps`.
