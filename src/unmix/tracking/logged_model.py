@@ -7,8 +7,10 @@ MLmodel file, with a signature and an input example. Loading reads the config, b
 network with `unmix.model.networks.build_model` and loads the state dict: nothing is unpickled.
 
 Why models-from-code rather than a pickled PythonModel or `mlflow.pytorch`: both of those
-store a cloudpickle of Python objects, which MLflow 3 refuses to load by default, which runs
-arbitrary code when loaded, and which breaks as soon as a class moves. Models-from-code is
+store a cloudpickle of Python objects, which runs arbitrary code when loaded, which MLflow
+refuses to load where MLFLOW_ALLOW_PICKLE_DESERIALIZATION is false (its default in 3.17 is true:
+pickles load unless a person or a platform turns them off), and which breaks as soon as a
+class moves. Models-from-code is
 MLflow's own pickle-free route for custom models; the weights go through safetensors, a
 format that holds tensors and nothing else.
 """
