@@ -215,6 +215,7 @@ def test_a_run_shows_datasets_system_metrics_description_and_the_models_test_met
         inputs["shapes-test"].dataset.digest,
     )
     assert not any(key.startswith("baseline/") for key in on_model)  # the baseline is no model's score
+    assert not any(key.startswith("system/") for key in on_model)  # nor is the machine's load
     # Each test metric once in the run's history: linked, not logged twice.
     assert len(client.get_metric_history(run.info.run_id, "test/best/psnr")) == 1
 

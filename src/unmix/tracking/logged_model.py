@@ -118,5 +118,23 @@ def log_separator(model: nn.Module, config: dict | None, name: str = "model") ->
             input_example=example_mixture(),
             pip_requirements=requirements(),
             model_type=MODEL_TYPE,
+            model_id=_new_logged_model(name),
         )
     return info.model_id
+
+
+def _new_logged_model(name: str) -> str:
+    """A pending LoggedModel of the active run, with the run's params and our type.
+
+    Left to `log_model`, MLflow copies every run metric at the model's step (0) onto the
+    model: the run's first system metrics sample (CPU, memory, disk) would show on the
+    model's page beside its test metrics. A model that exists before `log_model` gets no
+    such copy.
+    """
+    run = mlflow.active_run()
+    client = mlflow.MlflowClient()
+    params = client.get_run(run.info.run_id).data.params
+    model = mlflow.initialize_logged_model(
+        name=name, source_run_id=run.info.run_id, params=params, model_type=MODEL_TYPE
+    )
+    return model.model_id  # log_model links it to the run as the run's output
