@@ -20,11 +20,14 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+from mlflow.entities import LoggedModelOutput
 from torch import nn
 
 from unmix.names import MODEL_TYPE  # the logged model's type: what the registry accepts
@@ -108,33 +111,55 @@ def log_separator(model: nn.Module, config: dict | None, name: str = "model") ->
         # environment that has torch, wherever (or whether) unmix is installed.
         package = Path(tmp) / "unmix"
         shutil.copytree(Path(unmix.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=MODEL_CODE,
-            artifacts={WEIGHTS: str(weights)},
-            model_config=config,
-            code_paths=[str(package)],
-            signature=signature(),
-            input_example=example_mixture(),
-            pip_requirements=requirements(),
-            model_type=MODEL_TYPE,
-            model_id=_new_logged_model(name),
+        run_id = mlflow.active_run().info.run_id
+        model_id = _new_logged_model(name, run_id)
+        _outside_the_run(
+            lambda: mlflow.pyfunc.log_model(
+                name=name,
+                python_model=MODEL_CODE,
+                artifacts={WEIGHTS: str(weights)},
+                model_config=config,
+                code_paths=[str(package)],
+                signature=signature(),
+                input_example=example_mixture(),
+                pip_requirements=requirements(),
+                model_type=MODEL_TYPE,
+                model_id=model_id,
+            )
         )
-    return info.model_id
+    mlflow.MlflowClient().log_outputs(run_id, models=[LoggedModelOutput(model_id, step=0)])
+    return model_id
 
 
-def _new_logged_model(name: str) -> str:
-    """A pending LoggedModel of the active run, with the run's params and our type.
+def _outside_the_run(log: Callable[[], Any]) -> Any:
+    """`log()` in a thread of its own, where no run is active (MLflow's runs are per thread).
 
-    Left to `log_model`, MLflow copies every run metric at the model's step (0) onto the
-    model: the run's first system metrics sample (CPU, memory, disk) would show on the
-    model's page beside its test metrics. A model that exists before `log_model` gets no
-    such copy.
+    Inside the run, `log_model` copies every run metric logged at the model's step (0) onto
+    the model: the run's first system metrics sample (CPU, memory, disk) showed on the
+    model's page beside its test metrics. Outside it, the model (created for the run
+    beforehand, `_new_logged_model`) gets only what it is given; the run's output link is
+    then logged by hand.
     """
-    run = mlflow.active_run()
-    client = mlflow.MlflowClient()
-    params = client.get_run(run.info.run_id).data.params
-    model = mlflow.initialize_logged_model(
-        name=name, source_run_id=run.info.run_id, params=params, model_type=MODEL_TYPE
-    )
-    return model.model_id  # log_model links it to the run as the run's output
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = log()
+        except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, name="log-model")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _new_logged_model(name: str, run_id: str) -> str:
+    """A pending LoggedModel of the run, with the run's params and our type (as `log_model`
+    would make it inside the run)."""
+    params = mlflow.MlflowClient().get_run(run_id).data.params
+    return mlflow.initialize_logged_model(
+        name=name, source_run_id=run_id, params=params, model_type=MODEL_TYPE
+    ).model_id
