@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml constraints.txt
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@$(BIN)/python -m unmix.reports.repro_summary
+	@echo "MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db, then open $(TRAINING_VIEW)"
+
+# MLflow 3's UI opens an experiment in its GenAI view unless the URL asks for model training.
+TRAINING_VIEW = http://127.0.0.1:$(MLFLOW_PORT)/\#/experiments?workflowType=machine_learning
 
 # Markers (pyproject.toml): e2e runs the real pipeline or stage subprocess chains, server starts
 # PostgreSQL or an MLflow server, slow is long for another reason. PYTEST_ARGS adds options.

@@ -8,8 +8,9 @@ from pathlib import Path
 from unmix.cli import output_path, run_stage, stage_parser
 from unmix.config import load_config
 from unmix.data.imageset import write_npz_atomically
-from unmix.data.subset import load_subsets
+from unmix.data.subset import load_subset_meta, load_subsets
 from unmix.reports.dvc_files import write_metrics
+from unmix.tracking.datasets import subset_datasets
 from unmix.tracking.run_lookup import model_digest, run_tags_for
 from unmix.tracking.tracker import open_tracker
 
@@ -35,8 +36,12 @@ def main(args: argparse.Namespace) -> None:
         run_name=args.set_name,
         find_tags=run_tags_for(args.set_name, digest),
     )
+    (test_data,) = subset_datasets(subsets, load_subset_meta(args.data), args.data.as_posix(), splits=["test"])
     with tracker:
         tracker.wait_open()  # an unreachable store: one line now, not after the evaluation
+        tracker.log_inputs([test_data])  # train logged it already (then a no-op); a fresh run has it too
+        # The test metrics on the model's page and the Models tab, judged on the test pairs.
+        tracker.link_metrics("test/", test_data)
         evaluation = evaluate_set(model, set_config, subsets, tracker, device)
         # Outputs first: a tracking failure reported by finish() must not lose the metrics.
         # The per-pair file before metrics.json: render-figures depends on it.

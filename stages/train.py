@@ -21,6 +21,7 @@ from unmix.config import load_config
 from unmix.data.subset import load_subset_meta, load_subsets
 from unmix.paths import project_root
 from unmix.reports.dvc_files import LiveHistory, write_history
+from unmix.tracking.datasets import DESCRIPTION_TAG, run_description, subset_datasets
 from unmix.tracking.tracker import open_tracker, run_params, run_tags
 from unmix.training.distributed import LAUNCHED_ENV, Stopped, join, launch, launched, leave, ranks_from_env
 from unmix.training.resume import ResumeCheckpoint, checkpoint_folder
@@ -47,8 +48,10 @@ def main(args: argparse.Namespace) -> None:
         run_name=args.set_name,
         run_id=(resume or {}).get("mlflow_run_id") or None,
         params=run_params(set_config, config.data),
-        tags=run_tags(args.set_name, config.data, meta, root),
+        tags=run_tags(args.set_name, config.data, meta, root)
+        | {DESCRIPTION_TAG: run_description(args.set_name, set_config, config.data, meta)},
         logs_model=True,
+        system_metrics=True,  # CPU, memory; GPU when there is one: the run's System metrics tab
     )
     signal.signal(signal.SIGTERM, stop)  # SIGTERM ends the run as Ctrl-C does
     try:
@@ -63,6 +66,8 @@ def main(args: argparse.Namespace) -> None:
 
             device = join(ranks, resolve_device(set_config.device, name=f"sets.{args.set_name}.device"))
             subsets = load_subsets(args.data)
+            if ranks.is_main:  # the Runs table's Dataset column: what this run trains, validates and tests on
+                tracker.log_inputs(subset_datasets(subsets, meta, args.data.as_posix()))
             tracker.wait_open()  # an unreachable store: one line now, not after the training
             if resume is not None and ranks.is_main:
                 print(

@@ -7,8 +7,10 @@ MLmodel file, with a signature and an input example. Loading reads the config, b
 network with `unmix.model.networks.build_model` and loads the state dict: nothing is unpickled.
 
 Why models-from-code rather than a pickled PythonModel or `mlflow.pytorch`: both of those
-store a cloudpickle of Python objects, which MLflow 3 refuses to load by default, which runs
-arbitrary code when loaded, and which breaks as soon as a class moves. Models-from-code is
+store a cloudpickle of Python objects, which runs arbitrary code when loaded, which MLflow
+refuses to load where MLFLOW_ALLOW_PICKLE_DESERIALIZATION is false (its default in 3.17 is true:
+pickles load unless a person or a platform turns them off), and which breaks as soon as a
+class moves. Models-from-code is
 MLflow's own pickle-free route for custom models; the weights go through safetensors, a
 format that holds tensors and nothing else.
 """
@@ -18,11 +20,14 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+from mlflow.entities import LoggedModelOutput
 from torch import nn
 
 from unmix.names import MODEL_TYPE  # the logged model's type: what the registry accepts
@@ -106,15 +111,55 @@ def log_separator(model: nn.Module, config: dict | None, name: str = "model") ->
         # environment that has torch, wherever (or whether) unmix is installed.
         package = Path(tmp) / "unmix"
         shutil.copytree(Path(unmix.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=MODEL_CODE,
-            artifacts={WEIGHTS: str(weights)},
-            model_config=config,
-            code_paths=[str(package)],
-            signature=signature(),
-            input_example=example_mixture(),
-            pip_requirements=requirements(),
-            model_type=MODEL_TYPE,
+        run_id = mlflow.active_run().info.run_id
+        model_id = _new_logged_model(name, run_id)
+        _outside_the_run(
+            lambda: mlflow.pyfunc.log_model(
+                name=name,
+                python_model=MODEL_CODE,
+                artifacts={WEIGHTS: str(weights)},
+                model_config=config,
+                code_paths=[str(package)],
+                signature=signature(),
+                input_example=example_mixture(),
+                pip_requirements=requirements(),
+                model_type=MODEL_TYPE,
+                model_id=model_id,
+            )
         )
-    return info.model_id
+    mlflow.MlflowClient().log_outputs(run_id, models=[LoggedModelOutput(model_id, step=0)])
+    return model_id
+
+
+def _outside_the_run(log: Callable[[], Any]) -> Any:
+    """`log()` in a thread of its own, where no run is active (MLflow's runs are per thread).
+
+    Inside the run, `log_model` copies every run metric logged at the model's step (0) onto
+    the model: the run's first system metrics sample (CPU, memory, disk) showed on the
+    model's page beside its test metrics. Outside it, the model (created for the run
+    beforehand, `_new_logged_model`) gets only what it is given; the run's output link is
+    then logged by hand.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = log()
+        except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, name="log-model")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _new_logged_model(name: str, run_id: str) -> str:
+    """A pending LoggedModel of the run, with the run's params and our type (as `log_model`
+    would make it inside the run)."""
+    params = mlflow.MlflowClient().get_run(run_id).data.params
+    return mlflow.initialize_logged_model(
+        name=name, source_run_id=run_id, params=params, model_type=MODEL_TYPE
+    ).model_id

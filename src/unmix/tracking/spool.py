@@ -30,7 +30,8 @@ class SpoolError(UnmixError):
 class Spool:
     """An append-only journal of one tracking worker's undelivered calls to one run.
 
-    Calls are the worker's tuples: ("metrics", {key: value}, step, timestamp_ms),
+    Calls are the worker's tuples: ("metrics", {key: value}, step, timestamp_ms[, link]),
+    ("inputs", [dataset dict]),
     ("image", uint8 array, key, step), ("artifact", path, artifact_path),
     ("model", module, model_config, name), ("tags", {key: value}), ("end", status).
     """
@@ -75,8 +76,11 @@ class Spool:
     def _record(self, call: tuple, index: int) -> dict:
         kind, *args = call
         if kind == "metrics":
-            metrics, step, timestamp = args
-            return {"call": kind, "metrics": metrics, "step": step, "timestamp": timestamp}
+            metrics, step, timestamp, *link = args
+            record = {"call": kind, "metrics": metrics, "step": step, "timestamp": timestamp}
+            return record | ({"link": link[0]} if link else {})
+        if kind == "inputs":
+            return {"call": kind, "datasets": args[0]}
         if kind == "image":
             image, key, step = args
             file = self._blob(f"image-{index:05d}.npy")
@@ -138,7 +142,10 @@ def remove_spool(path: Path) -> None:
 def _call(record: dict, blobs: Path) -> tuple:
     kind = record["call"]
     if kind == "metrics":
-        return ("metrics", record["metrics"], record["step"], record["timestamp"])
+        link = (record["link"],) if "link" in record else ()
+        return ("metrics", record["metrics"], record["step"], record["timestamp"], *link)
+    if kind == "inputs":
+        return ("inputs", record["datasets"])
     if kind == "image":
         return ("image", np.load(blobs / record["file"], allow_pickle=False), record["key"], record["step"])
     if kind == "artifact":
@@ -208,7 +215,7 @@ def describe(calls: list[tuple]) -> str:
     parts = []
     if counts.get("metrics"):
         parts.append(f"{count_metric_values(calls)} metric values")
-    for kind, word in (("image", "image"), ("artifact", "artifact")):
+    for kind, word in (("image", "image"), ("artifact", "artifact"), ("inputs", "dataset list")):
         if counts.get(kind):
             parts.append(f"{counts[kind]} {word}{'s' if counts[kind] > 1 else ''}")
     if counts.get("model"):

@@ -23,7 +23,7 @@ import numpy as np
 
 from unmix.config import DataConfig, SetConfig
 from unmix.errors import UnmixError, first_line
-from unmix.names import SET_TAG
+from unmix.names import MODEL_TYPE, SET_TAG
 from unmix.paths import project_root
 from unmix.tracking.courier import DELIVER_EVERY_S, Courier
 from unmix.tracking.spool import SPOOL_DIR_NAME, Spool, describe, note_delivered, read_spool, remove_spool
@@ -40,6 +40,13 @@ FINISH_GRACE_S = 10.0
 # MLflow's HTTP client retries a refused request 7 times over ~2 minutes by default; the
 # worker retries itself (with a spool), so each try should fail fast.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+# A train run's system metrics (CPU, memory, disk, network; GPU through pynvml when there is
+# an NVIDIA GPU): one sample every this many seconds. Each cost the worker 26 ms of CPU, a
+# run lookup and a write included: 0.24% of one core (benchmarks/system_metrics_cost.py);
+# MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL wins.
+SYSTEM_METRICS_INTERVAL_S = 10.0
+# MLflow's tqdm bars for artifact transfers would print on the stage's stderr at every model.
+QUIET_DEFAULTS = {"MLFLOW_LOGGING_LEVEL": "WARNING", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 class TrackingError(UnmixError):
@@ -103,7 +110,7 @@ class RunTracker:
     context manager, an exception marks the run FAILED.
     """
 
-    # Eleven keyword-only parameters: each is one field of the opening message sent whole to the
+    # Twelve keyword-only parameters: each is one field of the opening message sent whole to the
     # worker process (`_serve`); callers name the few they set (open_tracker, the tests).
     def __init__(
         self,
@@ -119,6 +126,7 @@ class RunTracker:
         spool_dir: Path | None = None,
         grace_s: float = FINISH_GRACE_S,
         every_s: float = DELIVER_EVERY_S,
+        system_metrics: bool = False,
     ) -> None:
         context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
         self._uri = uri
@@ -137,6 +145,7 @@ class RunTracker:
             "spool_dir": str(spool_dir),
             "grace_s": grace_s,
             "every_s": every_s,
+            "system_metrics": system_metrics,
         }
         self._worker = context.Process(
             target=_serve, args=(opening, self._calls, self._replies), name="mlflow-tracker", daemon=True
@@ -146,6 +155,7 @@ class RunTracker:
         self._open_error: str | None = None
         self._opened = False
         self._finished = False
+        self._link: tuple[str, dict] | None = None  # (key prefix, link): see link_metrics
 
     @property
     def run_id(self) -> str | None:
@@ -175,7 +185,25 @@ class RunTracker:
         timestamp: a resumed training re-logs its checkpoint's epochs that way.
         """
         stamp = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
-        self._put(("metrics", {k: float(v) for k, v in metrics.items()}, step, stamp))
+        values = {k: float(v) for k, v in metrics.items()}
+        if self._link is not None:
+            prefix, link = self._link
+            linked = {k: v for k, v in values.items() if k.startswith(prefix)}
+            values = {k: v for k, v in values.items() if k not in linked}
+            if linked:
+                self._put(("metrics", linked, step, stamp, link))
+        if values:
+            self._put(("metrics", values, step, stamp))
+
+    def link_metrics(self, prefix: str, dataset: Mapping[str, Any]) -> None:
+        """From now on, metrics whose key starts with `prefix` are logged against the run's
+        logged model (its newest separator) and `dataset` too, as well as on the run: MLflow
+        shows them on the model's page and in the Models tab, judged on that dataset."""
+        self._link = (prefix, {"dataset": dict(dataset)})
+
+    def log_inputs(self, datasets: list[Mapping[str, Any]]) -> None:
+        """Queue the datasets the run reads (unmix.tracking.datasets dicts), each with its context."""
+        self._put(("inputs", [dict(d) for d in datasets]))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Queue tags to set on the run."""
@@ -255,13 +283,7 @@ class RunTracker:
 
 def _serve(opening: dict, calls: Any, replies: Any) -> None:
     """The worker process: open the run, then deliver queued calls until told to finish."""
-    # Ctrl-C, or a SIGTERM sent to the whole process group: the parent decides the run's
-    # status (KILLED, after its last checkpoint); a parent that dies ends this worker anyway.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # The queue brought the caller's write end along; closed here, a caller that dies in
-    # the middle of a message leaves an end of file, not a read that waits forever.
-    calls._writer.close()
+    _become_worker(calls)
     mlflow, run_id, error = _start_up(opening, replies)
     # Not niced. Niced, it waited behind every other training on the machine: with two
     # pipelines on one store, stages waited up to 54 s for their worker after their own
@@ -281,26 +303,7 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
             f"MLflow store {opening['uri']} reachable again: {waited} waiting calls delivered"
         ),
     )
-    status = None
-    while status is None:
-        due = courier.due_in()
-        try:
-            call = calls.get(timeout=PARENT_CHECK_S if due is None else max(due, 0.001))
-        except queue.Empty:
-            if due is not None:
-                courier.deliver()
-            elif not multiprocessing.parent_process().is_alive():
-                error, status = error or "the training process died", "FAILED"  # killed: no finish will come
-            continue
-        except (EOFError, OSError):
-            error, status = error or "the training process died while sending", "FAILED"
-            break
-        if call[0] == "end":
-            status = call[1]
-        elif error is None:
-            courier.add(call)
-            if courier.due_in() == 0:
-                courier.deliver()
+    status, error = _relay(calls, courier, error)
     undelivered = None
     if run_id is not None:
         courier.add(("end", "FAILED" if error is not None else status))
@@ -318,12 +321,57 @@ def _serve(opening: dict, calls: Any, replies: Any) -> None:
     os._exit(0)
 
 
+def _become_worker(calls: Any) -> None:
+    """What sets the worker process apart from the stage that started it."""
+    # Ctrl-C, or a SIGTERM sent to the whole process group: the parent decides the run's
+    # status (KILLED, after its last checkpoint); a parent that dies ends this worker anyway.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The queue brought the caller's write end along; closed here, a caller that dies in
+    # the middle of a message leaves an end of file, not a read that waits forever.
+    calls._writer.close()
+    # A spawned process inherits spawn as its start method, under which every multiprocessing
+    # lock is a named semaphore that the resource tracker is told of and that only the
+    # interpreter's teardown unlinks. This worker skips that teardown (os._exit), so the lock
+    # tqdm makes for MLflow's artifact bars was reported at every train stage's end
+    # ("resource_tracker: … 1 leaked semaphore objects"). Under fork a lock's semaphore is
+    # unlinked as it is made; this process starts no processes of its own.
+    multiprocessing.set_start_method("fork", force=True)
+
+
+def _relay(calls: Any, courier: Courier, error: str | None) -> tuple[str, str | None]:
+    """Hand queued calls to the courier until the caller says `end`; (status, first error).
+
+    A parent that dies (no `end` will come) ends the run FAILED.
+    """
+    while True:
+        due = courier.due_in()
+        try:
+            call = calls.get(timeout=PARENT_CHECK_S if due is None else max(due, 0.001))
+        except queue.Empty:
+            if due is not None:
+                courier.deliver()
+            elif not multiprocessing.parent_process().is_alive():
+                return "FAILED", error or "the training process died"  # killed: no finish will come
+            continue
+        except (EOFError, OSError):
+            return "FAILED", error or "the training process died while sending"
+        if call[0] == "end":
+            return call[1], error
+        if error is None:
+            courier.add(call)
+            if courier.due_in() == 0:
+                courier.deliver()
+
+
 def _start_up(opening: dict, replies: Any) -> tuple[Any, str | None, str | None]:
     """The worker's start-up: import mlflow, open the store and the run, say so to the caller
     (`opened`), then import what logging the model needs; (mlflow, run id, first error)."""
     # Start-up (imports, store, run) at normal priority: the caller is importing torch and
     # loading data meanwhile, and waits for the run before training (wait_open).
     mlflow, error, run_id = None, None, None
+    if opening.get("system_metrics"):
+        os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", str(SYSTEM_METRICS_INTERVAL_S))
     try:
         mlflow = _import_mlflow()
         mlflow.set_tracking_uri(opening["uri"])
@@ -345,10 +393,10 @@ def _say(line: str) -> None:
 
 
 def _import_mlflow() -> Any:
-    """mlflow, failing fast on a server that is down, its INFO chatter (store migrations) kept off stderr."""
-    for name, value in HTTP_DEFAULTS.items():  # a person's own settings win
+    """mlflow, failing fast on a server that is down, its INFO chatter (store migrations) and
+    artifact progress bars kept off stderr."""
+    for name, value in (HTTP_DEFAULTS | QUIET_DEFAULTS).items():  # a person's own settings win
         os.environ.setdefault(name, value)
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     import mlflow
 
     for name in ("mlflow", "alembic"):
@@ -375,21 +423,49 @@ def _send(mlflow: Any, run_id: str, batch: list[tuple]) -> None:
     """One store round trip: a batch of metrics calls as one log_batch, or one other call."""
     if batch[0][0] == "metrics":
         _log_metric_calls(mlflow, run_id, batch)
+    elif batch[0][0] == "inputs":
+        from unmix.tracking.datasets import dataset_input
+
+        mlflow.MlflowClient().log_inputs(run_id, datasets=[dataset_input(d) for d in batch[0][1]])
     else:
         (call,) = batch
         _apply(mlflow, call)
 
 
 def _log_metric_calls(mlflow: Any, run_id: str, metric_calls: list[tuple]) -> None:
-    """All these queued metrics calls as one store round trip (several epochs' worth after a wait)."""
+    """All these queued metrics calls as one store round trip (several epochs' worth after a wait).
+
+    A call with a link (RunTracker.link_metrics) also logs its metrics against the run's
+    logged model and the link's dataset; a run without a logged separator keeps them on the run.
+    """
     from mlflow.entities import Metric
 
-    metrics = [
-        Metric(key, value, timestamp, step or 0)
-        for _, values, step, timestamp in metric_calls
-        for key, value in values.items()
-    ]
+    metrics = []
+    for _, values, step, timestamp, *link in metric_calls:
+        model_id = _logged_model_id(mlflow, run_id) if link and link[0] else None
+        dataset = link[0]["dataset"] if model_id else {}
+        metrics += [
+            Metric(
+                key,
+                value,
+                timestamp,
+                step or 0,
+                model_id=model_id,
+                dataset_name=dataset.get("name"),
+                dataset_digest=dataset.get("digest"),
+            )
+            for key, value in values.items()
+        ]
     mlflow.MlflowClient().log_batch(run_id, metrics=metrics, synchronous=True)
+
+
+def _logged_model_id(mlflow: Any, run_id: str) -> str | None:
+    """The newest separator the run logged (its MLflow LoggedModel id), or None."""
+    client = mlflow.MlflowClient()
+    experiment_id = client.get_run(run_id).info.experiment_id
+    models = client.search_logged_models(experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    separators = [m for m in models if m.model_type == MODEL_TYPE]
+    return max(separators, key=lambda m: m.creation_timestamp).model_id if separators else None
 
 
 def _apply(mlflow: Any, call: tuple) -> None:
@@ -433,9 +509,13 @@ def _open_run(mlflow: Any, opening: dict) -> str:
             run_id = None
     if run_id is not None:
         _hold_run_lock(run_id)  # before reopening: a killed stage's worker may still be writing
-        run = mlflow.start_run(run_id=run_id)
+        run = mlflow.start_run(run_id=run_id, log_system_metrics=opening.get("system_metrics", False))
     else:
-        run = mlflow.start_run(experiment_id=experiment_id, run_name=opening["run_name"])
+        run = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=opening["run_name"],
+            log_system_metrics=opening.get("system_metrics", False),
+        )
         _hold_run_lock(run.info.run_id)
     try:
         if tags:
