@@ -21,6 +21,9 @@ pytestmark = pytest.mark.e2e  # queued `dvc exp run`s and two `dvc repro`s
 EXPERIMENTS = {"lr1e-3": (0.001, 30), "lr2e-3": (0.002, 30), "lr5e-4": (0.0005, 5)}
 QUEUE_TIMEOUT_S = 900
 WORKER_START_TIMEOUT_S = 120
+# `dvc exp show` once hung 14 minutes (waiting on a futex) in a run whose experiments had all
+# succeeded, around the time the workers stopped: a poll this long is killed and asked again.
+EXP_SHOW_TIMEOUT_S = 120
 
 
 def one_set_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,8 +166,14 @@ def wait_for_queue(project: Path, names: list[str]) -> dict[str, str]:
     above, while they run.
     """
     deadline = time.monotonic() + QUEUE_TIMEOUT_S
+    states: dict = {}
     while time.monotonic() < deadline:
-        shown = json.loads(run_command(["dvc", "exp", "show", "--json"], project).stdout)
+        try:
+            shown = json.loads(
+                run_command(["dvc", "exp", "show", "--json"], project, timeout=EXP_SHOW_TIMEOUT_S).stdout
+            )
+        except subprocess.TimeoutExpired:
+            continue  # hung asking a worker that was stopping: ask again
         states = {
             exp["name"]: (exp.get("executor") or {}).get("state")
             for commit in shown
