@@ -22,7 +22,8 @@ EXPERIMENTS = {"lr1e-3": (0.001, 30), "lr2e-3": (0.002, 30), "lr5e-4": (0.0005, 
 QUEUE_TIMEOUT_S = 900
 WORKER_START_TIMEOUT_S = 120
 # `dvc exp show` once hung 14 minutes (waiting on a futex) in a run whose experiments had all
-# succeeded, around the time the workers stopped: a poll this long is killed and asked again.
+# succeeded, around the time the workers stopped, and another failed on a worker's temporary
+# workspace that vanished while it listed it: such a poll is asked again (QUEUE_TIMEOUT_S bounds it).
 EXP_SHOW_TIMEOUT_S = 120
 
 
@@ -169,11 +170,13 @@ def wait_for_queue(project: Path, names: list[str]) -> dict[str, str]:
     states: dict = {}
     while time.monotonic() < deadline:
         try:
-            shown = json.loads(
-                run_command(["dvc", "exp", "show", "--json"], project, timeout=EXP_SHOW_TIMEOUT_S).stdout
-            )
+            poll = run_command(["dvc", "exp", "show", "--json"], project, check=False, timeout=EXP_SHOW_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            continue  # hung asking a worker that was stopping: ask again
+            continue  # hung: ask again
+        if poll.returncode != 0:  # raced a worker's temporary workspace ("does not exist"): ask again
+            time.sleep(5)
+            continue
+        shown = json.loads(poll.stdout)
         states = {
             exp["name"]: (exp.get("executor") or {}).get("state")
             for commit in shown
