@@ -77,11 +77,17 @@ def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_command(
-    args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+    args: list[str],
+    cwd: Path,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run a command in `command_env(env)`; fail with its output when it fails and `check`."""
+    """Run a command in `command_env(env)`; fail with its output when it fails and `check`.
+
+    With `timeout`, a command still running then is killed (subprocess.TimeoutExpired)."""
     env = command_env(env)
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

@@ -16,10 +16,15 @@ from conftest import BIN, git, run_command, write_params
 pytestmark = pytest.mark.e2e  # queued `dvc exp run`s and two `dvc repro`s
 
 # name: (lr, epochs). The queue is first in, first out: the first two, one per worker, train
-# long enough to overlap although the second worker starts a few seconds after the first.
-EXPERIMENTS = {"lr1e-3": (0.001, 30), "lr2e-3": (0.002, 30), "lr5e-4": (0.0005, 5), "lr1e-4": (0.0001, 6)}
+# long enough to overlap although the second worker starts a few seconds after the first;
+# the third waits for whichever worker is free first (a fourth added a pipeline run, no check).
+EXPERIMENTS = {"lr1e-3": (0.001, 30), "lr2e-3": (0.002, 30), "lr5e-4": (0.0005, 5)}
 QUEUE_TIMEOUT_S = 900
 WORKER_START_TIMEOUT_S = 120
+# `dvc exp show` once hung 14 minutes (waiting on a futex) in a run whose experiments had all
+# succeeded, around the time the workers stopped, and another failed on a worker's temporary
+# workspace that vanished while it listed it: such a poll is asked again (QUEUE_TIMEOUT_S bounds it).
+EXP_SHOW_TIMEOUT_S = 120
 
 
 def one_set_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,8 +167,16 @@ def wait_for_queue(project: Path, names: list[str]) -> dict[str, str]:
     above, while they run.
     """
     deadline = time.monotonic() + QUEUE_TIMEOUT_S
+    states: dict = {}
     while time.monotonic() < deadline:
-        shown = json.loads(run_command(["dvc", "exp", "show", "--json"], project).stdout)
+        try:
+            poll = run_command(["dvc", "exp", "show", "--json"], project, check=False, timeout=EXP_SHOW_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            continue  # hung: ask again
+        if poll.returncode != 0:  # raced a worker's temporary workspace ("does not exist"): ask again
+            time.sleep(5)
+            continue
+        shown = json.loads(poll.stdout)
         states = {
             exp["name"]: (exp.get("executor") or {}).get("state")
             for commit in shown

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import TINY_SET, run_command, write_params
+from conftest import TINY_SET, copy_project, run_command, write_params
 
 pytestmark = pytest.mark.e2e  # the real `dvc repro`
 
@@ -97,28 +97,31 @@ def check_mlflow_runs(project: Path) -> None:
     assert len(models) == len(SETS)
 
 
-def test_bad_parameter_stops_with_one_line_and_the_outputs_come_back(tiny_project: Path) -> None:
-    repro(tiny_project)
-    model = (tiny_project / "models" / "seed.pt").read_bytes()
-    metrics = (tiny_project / "reports" / "seed" / "metrics.json").read_text()
+def test_bad_parameter_stops_with_one_line_and_the_outputs_come_back(
+    reproduced_seed_project: Path, tmp_path: Path
+) -> None:
+    # The session's reproduced project, copied: its own `dvc repro` cost about 90 s here.
+    project = copy_project(reproduced_seed_project, tmp_path / "project")
+    model = (project / "models" / "seed.pt").read_bytes()
+    metrics = (project / "reports" / "seed" / "metrics.json").read_text()
 
-    write_params(tiny_project, lambda p: p["sets"]["seed"].update(epochs=0))
-    failed = repro(tiny_project, check=False)
+    write_params(project, lambda p: p["sets"]["seed"].update(epochs=0))
+    failed = repro(project, check=False)
     assert failed.returncode != 0
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: params.yaml: sets.seed.epochs: expected a value >= 1, got 0"]
     # Outputs are not `persist` (the run cache needs that): DVC removed the failed stage's
     # outputs, and its cache gives the last good ones back, as README says.
-    assert not (tiny_project / "models" / "seed.pt").exists()
-    run_command(["dvc", "checkout", "train@seed"], tiny_project)
-    assert (tiny_project / "models" / "seed.pt").read_bytes() == model
+    assert not (project / "models" / "seed.pt").exists()
+    run_command(["dvc", "checkout", "train@seed"], project)
+    assert (project / "models" / "seed.pt").read_bytes() == model
 
     # Back to the parameters that ran: the run cache restores every output, trains nothing.
-    write_params(tiny_project, lambda p: p["sets"]["seed"].update(epochs=TINY_SET["epochs"]))
-    again = repro(tiny_project)
+    write_params(project, lambda p: p["sets"]["seed"].update(epochs=TINY_SET["epochs"]))
+    again = repro(project)
     assert ran_stages(again.stdout) == []
-    assert (tiny_project / "models" / "seed.pt").read_bytes() == model
-    assert (tiny_project / "reports" / "seed" / "metrics.json").read_text() == metrics
+    assert (project / "models" / "seed.pt").read_bytes() == model
+    assert (project / "reports" / "seed" / "metrics.json").read_text() == metrics
 
 
 def test_going_back_to_parameters_that_ran_restores_from_the_run_cache(tiny_project: Path) -> None:

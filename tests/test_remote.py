@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TeamServer, git, run_command, write_params
+from conftest import TeamServer, copy_project, git, run_command, write_params
 
 pytestmark = pytest.mark.e2e  # `dvc repro`, push, pull
 
@@ -34,28 +34,30 @@ def one_set(project: Path, **tracking: object) -> None:
     git(project, "commit", "-qam", "one set")
 
 
-def test_push_sends_every_cached_output_and_a_pulled_clone_runs_no_stage(tiny_project: Path, tmp_path: Path) -> None:
-    one_set(tiny_project, enabled=False)
+def test_push_sends_every_cached_output_and_a_pulled_clone_runs_no_stage(
+    reproduced_seed_project: Path, tmp_path: Path
+) -> None:
+    # The session's reproduced one-set project, copied: its own `dvc repro` cost ~40 s here.
+    project = copy_project(reproduced_seed_project, tmp_path / "project")
     remote = tmp_path / "dvc-remote"  # a local or network folder; SSH and S3 remotes differ in the URL only
-    run_command(["dvc", "remote", "add", "-d", "storage", str(remote)], tiny_project)
-    run_command(["dvc", "repro"], tiny_project)
-    run_command(["dvc", "push"], tiny_project)
-    cached = object_files(tiny_project / ".dvc" / "cache")
+    run_command(["dvc", "remote", "add", "-d", "storage", str(remote)], project)
+    run_command(["dvc", "push"], project)
+    cached = object_files(project / ".dvc" / "cache")
     # Every cached output is there (DVC's own check), and nothing the cache lacks; the cache
     # also holds the run cache's copies of uncached outputs, which `dvc push` leaves home.
-    assert "in sync" in run_command(["dvc", "status", "--cloud"], tiny_project).stdout
+    assert "in sync" in run_command(["dvc", "status", "--cloud"], project).stdout
     pushed = object_files(remote)
     assert pushed and pushed <= cached
-    git(tiny_project, "add", "-A")
-    git(tiny_project, "commit", "-qm", "pipeline outputs")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "pipeline outputs")
 
     clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", str(tiny_project), str(clone))
+    git(tmp_path, "clone", "-q", str(project), str(clone))
     assert not (clone / "models" / "seed.pt").exists()
     run_command(["dvc", "pull"], clone)
     again = run_command(["dvc", "repro"], clone)
     assert ran_stages(again.stdout) == []
-    assert (clone / "models" / "seed.pt").read_bytes() == (tiny_project / "models" / "seed.pt").read_bytes()
+    assert (clone / "models" / "seed.pt").read_bytes() == (project / "models" / "seed.pt").read_bytes()
     assert "up to date" in run_command(["dvc", "status"], clone).stdout
 
 
