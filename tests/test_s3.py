@@ -248,13 +248,24 @@ def s3_team_server(tmp_path: Path, s3_server: S3Server, mlflow_store_template: P
 
 @pytest.fixture
 def restored_mlflow_uris() -> Iterator[None]:
-    """Loading a registered model sets MLflow's global URIs: put them back for later tests."""
-    import mlflow
+    """Loading a registered model sets MLflow's global URIs and, for subprocesses, their
+    environment variables: put all four back as they were (unset included), or a later test's
+    `MlflowClient(tracking_uri=...)` still registers models in this test's store."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    tracking, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    environment = {name: os.environ.get(name) for name in names}
+    # The module globals, not get_*_uri(): those resolve a default that was never set.
+    tracking, registry_uri = tracking_utils._tracking_uri, registry_utils._registry_uri
     yield
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry_uri)
+    tracking_utils.set_tracking_uri(tracking)
+    registry_utils.set_registry_uri(registry_uri)
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.mark.server
