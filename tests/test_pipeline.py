@@ -45,7 +45,10 @@ def test_dvc_repro_end_to_end(tiny_project: Path) -> None:
         for block in ("test", "baseline"):
             assert set(metrics[block]["fixed"]) == {"mae", "mse", "psnr", "ssim"}
             assert set(metrics[block]["best"]) == {"mae", "mse", "psnr", "ssim", "seed_l1"}
-            assert metrics[block]["best"]["psnr"] >= metrics[block]["fixed"]["psnr"]
+            # "best" is the assignment with the lower squared error, per pair: its MSE can only
+            # be lower. Not its PSNR, a mean of logs (on 6 pairs of the dim-ground data one set
+            # scored 11.60 dB best against 11.63 fixed).
+            assert metrics[block]["best"]["mse"] <= metrics[block]["fixed"]["mse"]
     figures = {p.name for p in (tiny_project / "reports" / "figures").iterdir()}
     assert figures == {"learning_curves_all.png", "test_metrics.png"} | {
         f"{kind}_{name}.png" for kind in ("learning_curves", "reconstructions") for name in SETS
