@@ -132,7 +132,7 @@ SHAPE_CLASSES: tuple[str, ...] = tuple(_SHAPES)
 def _background(rng: np.random.Generator, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backgrounds as (t, m, colours): c1 * (1 - t) + c2 * t, then blotches of c3 with weight m."""
     uni = lambda lo, hi: rng.uniform(lo, hi, (b, 1, 1)).astype(_F)  # noqa: E731 - a short local helper, read like a formula
-    # (b, 3 colours, RGB): dim, muted grounds (value 0.05-0.35, saturation 0.15-0.5) under
+    # (b, 3 colours, RGB): dim, muted grounds (value ~0.07-0.35, saturation 0.15-0.5) under
     # vivid objects, as in a dim scene. Full-range random colours (until 2026-12-03) left a
     # separator nothing to learn at the default budget: the split of two full-frame
     # backgrounds' colours between the images is ambiguous in the mixture, and `best` stayed
