@@ -340,6 +340,11 @@ STRUCTURE_CASES = {
         "download",
         ["data.path: required for data.source=imagefolder"],
     ),
+    "muon without a unet": (
+        lambda p: p["sets"][SET].update(optimizer="muon"),
+        "train",
+        [f"sets.{SET}.optimizer: muon steps the convolutions that feed a BatchNorm; arch seed has none"],
+    ),
 }
 
 

@@ -389,3 +389,21 @@ def test_processes_must_each_get_a_pair_of_every_batch(raw):
     ), message
     raw["distributed"] = {"processes": 0}
     assert "distributed.processes: expected a value >= 1, got 0" in config_error(raw)
+
+
+def test_training_levers_are_off_by_default(raw):
+    config = parse_config(raw).set("seed")
+    assert config.optimizer == "adam"
+    raw["sets"]["seed"].update(arch="unet", optimizer="muon", muon_lr=0.1)
+    config = parse_config(raw).set("seed")
+    assert (config.optimizer, config.muon_lr) == ("muon", 0.1)
+
+
+def test_muon_needs_the_unet(raw):
+    raw["sets"]["seed"]["optimizer"] = "muon"
+    assert config_error(raw) == (
+        "params.yaml: sets.seed.optimizer: muon steps the convolutions that feed a BatchNorm; "
+        "arch seed has none (use arch unet)"
+    )
+    raw["sets"]["seed"].update(optimizer="adam", muon_lr=0.5)  # muon_lr alone changes nothing
+    assert parse_config(raw).set("seed").muon_lr == 0.5

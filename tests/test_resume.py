@@ -17,7 +17,7 @@ from unmix.training.resume import load_resume_checkpoint, save_resume_checkpoint
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # Between them: dropout (seed arch), BatchNorm, a one-cycle schedule, flips, fresh and fixed pairs,
-# the weight average (its own state) and bf16 steps through attention.
+# the weight average (its own state), bf16 steps through attention, Muon.
 CASES = {
     "seed_fixed_pairs": ({"arch": "seed"}, {"mix": "quarter_sum", "loss": "fixed", "fresh_pairs": False}),
     "unet_onecycle_flips": (
@@ -27,6 +27,11 @@ CASES = {
     "unet_attention_ema_bf16": (
         {"arch": "unet", "width": 4, "depth": 1, "consistency": True, "mix": "mean", "attention": True},
         {"mix": "mean", "loss": "pit", "schedule": "onecycle", "ema": 0.9, "precision": "bf16"},
+    ),
+    # Muon's momentum buffers in the optimizer state.
+    "unet_muon": (
+        {"arch": "unet", "width": 4, "depth": 1, "consistency": True, "mix": "mean"},
+        {"mix": "mean", "loss": "pit", "schedule": "onecycle", "optimizer": "muon"},
     ),
 }
 EPOCHS = 3

@@ -21,6 +21,7 @@ LOSSES = ("fixed", "pit")
 SCHEDULES = ("constant", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+OPTIMIZERS = ("adam", "muon")
 ATTENTION_HEADS = 4  # of unmix.model.networks.GlobalContext
 
 
@@ -113,6 +114,11 @@ class SetConfig:
     # Exponential moving average of the weights, per step (0: none); the averaged weights are
     # validated, saved and evaluated.
     ema: float = field(default=0.0, metadata=_between(0, 0.9999))
+    # muon (unet): Muon steps for the convolutions that feed a BatchNorm, Adam (`lr`) for the
+    # rest (unmix.training.optimizers); both follow `schedule`.
+    optimizer: str = field(default="adam", metadata=_choice(OPTIMIZERS))
+    # Muon's step (peak), relative to each weight's norm: airbench94_muon's 0.24.
+    muon_lr: float = field(default=0.24, metadata={"min": 0.0, "exclusive": True})
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,7 @@ def _check_consistency(config: Config, where: str) -> None:
                 f"cannot be split into {ATTENTION_HEADS} attention heads; use a width divisible by "
                 f"{ATTENTION_HEADS // math.gcd(ATTENTION_HEADS, 2**set_config.depth)}"
             )
+        _check_levers(set_config, f"{where}sets.{name}")
         if set_config.batch_size // 2 < processes:
             raise ConfigError(
                 f"{where}sets.{name}.batch_size = {set_config.batch_size}: {set_config.batch_size // 2} pairs per "
@@ -224,6 +231,15 @@ def _check_consistency(config: Config, where: str) -> None:
         raise ConfigError(
             f"{where}figures.n_pairs = {config.figures.n_pairs}: more than the "
             f"{data.n_test // 2} test pairs data.n_test = {data.n_test} makes"
+        )
+
+
+def _check_levers(set_config: SetConfig, name: str) -> None:
+    """Muon needs the unet."""
+    if set_config.optimizer == "muon" and set_config.arch != "unet":
+        raise ConfigError(
+            f"{name}.optimizer: muon steps the convolutions that feed a BatchNorm; arch {set_config.arch} "
+            "has none (use arch unet)"
         )
 
 

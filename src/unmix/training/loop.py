@@ -21,6 +21,7 @@ from unmix.model.tensors import normalise
 from unmix.training.distributed import SINGLE, Ranks, Stopped, peer_lost, share, share_weight, sum_over_ranks
 from unmix.training.faults import kill_point
 from unmix.training.losses import LOSSES
+from unmix.training.optimizers import build_optimizer
 from unmix.training.state import EpochResult, restore_training_state, training_state
 
 Tensor = torch.Tensor
@@ -169,6 +170,8 @@ def train_separator(
     validation keeps the device's usual arithmetic. `ema` > 0 keeps an exponential moving
     average of the weights (buffers too) with that decay per step; it is what validation,
     `on_epoch_end` and the caller see: `model` holds the averaged weights when training ends.
+    `optimizer` "muon" steps the convolutions that feed a BatchNorm with Muon at `muon_lr`
+    (unmix.training.optimizers).
 
     With several `hooks.ranks`, every rank draws the whole batch's pairs and flips and
     trains on its share through DistributedDataParallel (`TrainingHooks` for the rest).
@@ -215,14 +218,17 @@ def _set_up(
     if not config.fresh_pairs:
         fixed_pairs = torch.randperm(len(images.train), generator=generator, device=device)
         fixed_pairs = fixed_pairs[: len(images.train) // 2 * 2].view(-1, 2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = build_optimizer(model, config)
     training = _Training(model, step, valid, averaged, optimizer, None, generator, fixed_pairs, images)
     # An unseeded generator of its own: counting the batches draws nothing from the seeded one.
     batch_pairs = [len(a) for a, _ in training.batches(config.batch_size, torch.Generator(device))]
     check_shares(batch_pairs, ranks)
     if config.schedule == "onecycle":
+        # Each param group's own peak (Muon's and Adam's).
         training.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=config.epochs * len(batch_pairs)
+            optimizer,
+            max_lr=[group["lr"] for group in optimizer.param_groups],
+            total_steps=config.epochs * len(batch_pairs),
         )
     return training
 
