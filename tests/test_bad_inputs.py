@@ -345,6 +345,11 @@ STRUCTURE_CASES = {
         "train",
         [f"sets.{SET}.optimizer: muon steps the convolutions that feed a BatchNorm; arch seed has none"],
     ),
+    "low-resolution epochs without a unet": (
+        lambda p: p["sets"][SET].update(low_res_epochs=1),
+        "train",
+        [f"sets.{SET}.low_res_epochs = 1: arch seed takes 32×32 images only"],
+    ),
 }
 
 

@@ -393,10 +393,10 @@ def test_processes_must_each_get_a_pair_of_every_batch(raw):
 
 def test_training_levers_are_off_by_default(raw):
     config = parse_config(raw).set("seed")
-    assert config.optimizer == "adam"
-    raw["sets"]["seed"].update(arch="unet", optimizer="muon", muon_lr=0.1)
+    assert (config.optimizer, config.low_res_epochs) == ("adam", 0)
+    raw["sets"]["seed"].update(arch="unet", optimizer="muon", muon_lr=0.1, low_res_epochs=1)
     config = parse_config(raw).set("seed")
-    assert (config.optimizer, config.muon_lr) == ("muon", 0.1)
+    assert (config.optimizer, config.muon_lr, config.low_res_epochs) == ("muon", 0.1, 1)
 
 
 def test_muon_needs_the_unet(raw):
@@ -407,3 +407,18 @@ def test_muon_needs_the_unet(raw):
     )
     raw["sets"]["seed"].update(optimizer="adam", muon_lr=0.5)  # muon_lr alone changes nothing
     assert parse_config(raw).set("seed").muon_lr == 0.5
+
+
+def test_low_res_epochs_need_the_unet_at_most_depth_3_and_full_size_epochs(raw):
+    raw["sets"]["seed"]["low_res_epochs"] = 1
+    assert config_error(raw) == "params.yaml: sets.seed.low_res_epochs = 1: arch seed takes 32×32 images only"
+    raw["sets"]["seed"].update(arch="unet", depth=4)
+    assert config_error(raw) == (
+        "params.yaml: sets.seed.low_res_epochs = 1: depth 4 halves 16×16 pairs down to 1×1; expected depth <= 3"
+    )
+    raw["sets"]["seed"].update(depth=3, low_res_epochs=2)  # epochs: 2
+    assert config_error(raw) == (
+        "params.yaml: sets.seed.low_res_epochs = 2: expected fewer than epochs = 2; the rest train at 32×32"
+    )
+    raw["sets"]["seed"]["low_res_epochs"] = -1
+    assert "sets.seed.low_res_epochs: expected a value >= 0, got -1" in config_error(raw)

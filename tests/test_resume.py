@@ -17,7 +17,7 @@ from unmix.training.resume import load_resume_checkpoint, save_resume_checkpoint
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # Between them: dropout (seed arch), BatchNorm, a one-cycle schedule, flips, fresh and fixed pairs,
-# the weight average (its own state), bf16 steps through attention, Muon.
+# the weight average (its own state), bf16 steps through attention, Muon and 16×16 epochs.
 CASES = {
     "seed_fixed_pairs": ({"arch": "seed"}, {"mix": "quarter_sum", "loss": "fixed", "fresh_pairs": False}),
     "unet_onecycle_flips": (
@@ -32,6 +32,12 @@ CASES = {
     "unet_muon": (
         {"arch": "unet", "width": 4, "depth": 1, "consistency": True, "mix": "mean"},
         {"mix": "mean", "loss": "pit", "schedule": "onecycle", "optimizer": "muon"},
+    ),
+    # Epochs 1 and 2 on 16×16 pairs: the resumed runs start in a low-resolution epoch and at
+    # the switch to full size.
+    "unet_low_res": (
+        {"arch": "unet", "width": 4, "depth": 2, "consistency": True, "mix": "mean"},
+        {"mix": "mean", "loss": "pit", "schedule": "onecycle", "flip": True, "low_res_epochs": 2},
     ),
 }
 EPOCHS = 3

@@ -15,6 +15,7 @@ from unmix.training.loop import (
     TrainingHooks,
     TrainingImages,
     epoch_pairs,
+    half_size,
     random_flips,
     train_separator,
     validate,
@@ -194,7 +195,7 @@ def test_training_loss_decreases_when_overfitting_a_tiny_set():
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
 
-@pytest.mark.parametrize("lever", [{"optimizer": "muon"}], ids=["muon"])
+@pytest.mark.parametrize("lever", [{"optimizer": "muon"}, {"low_res_epochs": 5}], ids=["muon", "low_res"])
 def test_the_unet_learns_with_each_training_lever(lever):
     # The two-tone set above on a small U-Net, 20 steps at Adam's 5e-3 (and Muon's 0.24):
     # plain Adam ends at 0.71 of its first epoch's loss, each lever must reach 0.8 too
@@ -439,6 +440,26 @@ def test_test_time_flips_undo_the_mirror_and_match_the_outputs_order():
     for ours, theirs in zip(flipped, plain):
         assert torch.allclose(ours, theirs)
     assert torch.allclose(plain[0], -mixture)
+
+
+def test_low_res_epochs_train_on_half_size_pairs_then_full_size_and_validate_at_full_size(images):
+    torch.manual_seed(0)
+    model = UNetSeparator(width=4, depth=3)  # 16 → 8 → 4 → 2
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append((module.training, tuple(args[0].shape[1:]))))
+    config = SetConfig(arch="unet", epochs=3, low_res_epochs=2, batch_size=8, seed=0, schedule="onecycle")
+    history = train_separator(model, config, loop_images(images))
+    steps = [shape for training, shape in seen if training]
+    # 16 images, 4 pairs a step: 2 steps an epoch, as at full size (the one-cycle count holds).
+    assert steps == [(3, 16, 16)] * 4 + [(3, 32, 32)] * 2
+    assert {shape for training, shape in seen if not training} == {(3, 32, 32)}
+    assert len(history) == 3 and all(np.isfinite(r.valid_l1) for r in history)
+
+
+def test_half_size_is_the_mean_of_each_two_by_two_block():
+    batch = torch.arange(16.0).view(1, 1, 4, 4)
+    # Blocks (0, 1, 4, 5) → 2.5, (2, 3, 6, 7) → 4.5, (8, 9, 12, 13) → 10.5, (10, 11, 14, 15) → 12.5
+    assert torch.equal(half_size(batch), torch.tensor([[[[2.5, 4.5], [10.5, 12.5]]]]))
 
 
 def test_muon_and_adam_groups_both_follow_the_onecycle_schedule(images):

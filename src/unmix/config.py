@@ -119,6 +119,9 @@ class SetConfig:
     optimizer: str = field(default="adam", metadata=_choice(OPTIMIZERS))
     # Muon's step (peak), relative to each weight's norm: airbench94_muon's 0.24.
     muon_lr: float = field(default=0.24, metadata={"min": 0.0, "exclusive": True})
+    # unet: the first epochs train on 16×16 pairs (each image 2×2-averaged), a quarter of the
+    # arithmetic; the rest, and every validation, at 32×32.
+    low_res_epochs: int = field(default=0, metadata=_at_least(0))
 
 
 @dataclass(frozen=True)
@@ -235,11 +238,28 @@ def _check_consistency(config: Config, where: str) -> None:
 
 
 def _check_levers(set_config: SetConfig, name: str) -> None:
-    """Muon needs the unet."""
+    """Muon and low-resolution epochs need the unet; the low-resolution ones leave full size some epochs."""
     if set_config.optimizer == "muon" and set_config.arch != "unet":
         raise ConfigError(
             f"{name}.optimizer: muon steps the convolutions that feed a BatchNorm; arch {set_config.arch} "
             "has none (use arch unet)"
+        )
+    low_res = set_config.low_res_epochs
+    if not low_res:
+        return
+    if set_config.arch != "unet":
+        raise ConfigError(f"{name}.low_res_epochs = {low_res}: arch {set_config.arch} takes 32×32 images only")
+    if set_config.depth > 3:
+        # 16 / 2^4 = 1: the coarsest 3×3 convolutions would see their centre alone, and a
+        # BatchNorm over 1×1 features fails on a batch of one pair (an epoch's last, say).
+        raise ConfigError(
+            f"{name}.low_res_epochs = {low_res}: depth {set_config.depth} halves 16×16 pairs down to 1×1; "
+            "expected depth <= 3"
+        )
+    if low_res >= set_config.epochs:
+        raise ConfigError(
+            f"{name}.low_res_epochs = {low_res}: expected fewer than epochs = {set_config.epochs}; "
+            "the rest train at 32×32"
         )
 
 

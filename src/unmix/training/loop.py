@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from unmix.config import SetConfig
@@ -62,6 +63,15 @@ def apply_flips(batch: Tensor, flip: Tensor) -> Tensor:
 def random_flips(batch: Tensor, generator: torch.Generator) -> Tensor:
     """Mirror each image left-right with probability 1/2."""
     return apply_flips(batch, flip_draw(len(batch), generator))
+
+
+def half_size(batch: Tensor) -> Tensor:
+    """Each image 2×2-averaged: (N, C, H, W) → (N, C, H/2, W/2), a quarter of the pixels.
+
+    Applied to both images of each pair before mixing: every mix is linear, so the mixture
+    is the 2×2 average of the full-size one, and the loss needs the averaged images anyway.
+    """
+    return F.avg_pool2d(batch, 2)
 
 
 def check_shares(batch_pairs: list[int], ranks: Ranks) -> None:
@@ -171,7 +181,8 @@ def train_separator(
     average of the weights (buffers too) with that decay per step; it is what validation,
     `on_epoch_end` and the caller see: `model` holds the averaged weights when training ends.
     `optimizer` "muon" steps the convolutions that feed a BatchNorm with Muon at `muon_lr`
-    (unmix.training.optimizers).
+    (unmix.training.optimizers). The first `low_res_epochs` train on `half_size` pairs
+    (their train loss is measured there too); validation is always at full size.
 
     With several `hooks.ranks`, every rank draws the whole batch's pairs and flips and
     trains on its share through DistributedDataParallel (`TrainingHooks` for the rest).
@@ -224,7 +235,7 @@ def _set_up(
     batch_pairs = [len(a) for a, _ in training.batches(config.batch_size, torch.Generator(device))]
     check_shares(batch_pairs, ranks)
     if config.schedule == "onecycle":
-        # Each param group's own peak (Muon's and Adam's).
+        # Each param group's own peak (Muon's and Adam's); low-resolution epochs have as many steps.
         training.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=[group["lr"] for group in optimizer.param_groups],
@@ -249,8 +260,11 @@ def _train_epoch(training: _Training, config: SetConfig, device: torch.device, r
     training.model.train()
     loss_sum = torch.zeros((), device=device)
     pairs_seen = 0
+    low_res = epoch <= config.low_res_epochs  # the epoch alone decides: a resumed run agrees
     for a_index, b_index in training.batches(config.batch_size):
         a, b = _batch(training, config, ranks, a_index, b_index)
+        if low_res:
+            a, b = half_size(a), half_size(b)
         weight = share_weight(len(a), len(a_index), ranks) if ranks.distributed else None
         step_loss = _step(training, config, device, a, b, weight)
         # Accumulate on the tensor: a .item() here would sync every step.
