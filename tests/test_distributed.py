@@ -136,8 +136,11 @@ def test_two_gloo_ranks_train_a_model_without_batch_norm_as_one_process_does(tmp
 
 SET = "best"  # batch norm: each rank normalises with its share's statistics (no SyncBatchNorm on the CPU)
 # What `best` on two ranks may differ from one process by, relative, over the tiny run's
-# losses: 1.7e-2 at most measured (train/l1, 4 pairs per rank; README, "Training on several processes or GPUs").
-BEST_TOLERANCE = 3e-2
+# losses, 4 pairs per rank (docs/distributed.md): 1.7e-2 at most measured with Adam (train/l1),
+# 3.6e-2 with Muon, `best`'s optimizer since 2026-12-03 (train/l1; valid/l1 1.2e-2, valid/psnr
+# 4.4e-3): each rank's batch-norm statistics come from its share, and Muon's orthogonalised
+# update gives a gradient's weak directions as much weight as its strong ones.
+BEST_TOLERANCE = 5e-2
 
 
 def history_rows(project: Path) -> list[dict[str, float]]:
