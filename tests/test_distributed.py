@@ -140,7 +140,7 @@ SET = "best"  # batch norm: each rank normalises with its share's statistics (no
 # 3.6e-2 with Muon, `best`'s optimizer since 2026-12-03 (train/l1; valid/l1 1.2e-2, valid/psnr
 # 4.4e-3): each rank's batch-norm statistics come from its share, and Muon's orthogonalised
 # update gives a gradient's weak directions as much weight as its strong ones.
-BEST_TOLERANCE = 5e-2
+BEST_TOLERANCE = 6e-2  # 1.7x the largest measured, as 3e-2 was for Adam
 
 
 def history_rows(project: Path) -> list[dict[str, float]]:
