@@ -46,7 +46,10 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     # The series reaching the highest PSNR first (in blue), the baselines after it.
     series = sorted({r["series"] for r in cpu}, key=lambda name: -max(r["psnr"] for r in cpu if r["series"] == name))
-    for name, color in zip(series, ("tab:blue", "tab:gray", "tab:purple", "tab:orange", "tab:brown", "tab:olive")):
+    palette = ("tab:blue", "tab:gray", "tab:purple", "tab:orange", "tab:brown", "tab:olive", "tab:cyan", "tab:pink")
+    if len(series) > len(palette):  # zip would drop a series from the figure without a word
+        sys.exit(f"{len(series)} CPU series in the records, colours for {len(palette)}: add colours to frontier.py")
+    for name, color in zip(series, palette):
         rows = [r for r in cpu if r["series"] == name]
         ax.plot(
             [r["train_minutes"] for r in rows],
