@@ -29,7 +29,7 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TINY_DATA = {"shapes_train": 120, "shapes_test": 40, "n_train": 32, "n_valid": 8, "n_test": 12}
 # validate_every 1: the tests follow each epoch's validation (`best` validates every fifth
-# epoch by default, with test-time flips, to keep its 2 minutes); no flips: one pass.
+# epoch by default, with test-time flips, to save time); no flips: one pass.
 TINY_SET = {"epochs": 3, "batch_size": 16, "log_images_every": 2, "validate_every": 1, "test_flips": False}
 
 

@@ -16,9 +16,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from unmix.config import Config, SetConfig, load_config
+from unmix.model.devices import uses_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = sorted(p for p in (REPO / "reports").glob("cifar10*/record.json") if (p.parent / "params.yaml").exists())
@@ -39,10 +41,9 @@ def apply(params: dict, key: str, value: object) -> None:
 
 
 def best_set(config: Config, device: str) -> SetConfig:
+    """The `best` set with its precision as it ran on `device` (`auto` is float32 on a CPU)."""
     best = config.set("best")
-    if device == "cpu" and best.precision == "auto":  # auto is float32 on a CPU: the same training
-        best = replace(best, precision="fp32")
-    return best
+    return replace(best, precision="bf16" if uses_bf16(torch.device(device), best.precision) else "fp32")
 
 
 def test_overrides_are_read_as_dvc_reads_them():
