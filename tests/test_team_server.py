@@ -50,6 +50,17 @@ def test_server_command_serves_artifacts_and_keeps_the_backend_out_of_argv() -> 
     assert not any("postgresql" in part for part in command)  # it goes by MLFLOW_BACKEND_STORE_URI
 
 
+def test_server_env_passes_the_backend_and_leaves_mlflows_job_runner_off_unless_asked() -> None:
+    env = server.server_env({"PATH": "/bin"}, "postgresql://u@h:1/db")
+    assert env == {
+        "PATH": "/bin",
+        "MLFLOW_BACKEND_STORE_URI": "postgresql://u@h:1/db",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    asked = server.server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}, "postgresql://u@h:1/db")
+    assert asked["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
+
+
 def test_server_programs_from_pg_bin_else_a_line_naming_them(tmp_path: Path) -> None:
     for program in postgres.PROGRAMS:
         (tmp_path / program).touch()

@@ -170,8 +170,10 @@ class MlflowServer:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 180) -> None:
+        # No job runner (as unmix.team.server): seven processes importing mlflow at each start.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         self.process = subprocess.Popen(
-            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

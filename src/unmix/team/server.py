@@ -112,6 +112,17 @@ def server_command(*, host: str, port: int, artifacts: str, workers: int | None,
     return command + list(extra)
 
 
+def server_env(env: Mapping[str, str], backend_uri: str) -> dict[str, str]:
+    """`mlflow server`'s environment: the backend by variable, MLflow's job runner off unless asked for.
+
+    MLflow 3's job runner (GenAI scorers and prompt optimisation, which unmix does not use)
+    adds a runner and seven huey consumers, each importing mlflow: 25-31 s of CPU at every
+    start against 10-11 s without (measured on a 2-core Xeon). MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true
+    in the environment keeps it.
+    """
+    return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **env, "MLFLOW_BACKEND_STORE_URI": backend_uri}
+
+
 def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float) -> None:
     """Return once GET <url>/health answers OK; raise if the server exits or `timeout_s` passes."""
     problem = wait_until_answering(f"{url}/health", process, timeout_s, probe_timeout_s=2)
@@ -161,7 +172,7 @@ def serve(args: argparse.Namespace) -> int:
             env = cluster.client_env(env)
             os.environ["PGPASSFILE"] = env["PGPASSFILE"]  # for our own schema check
         schema = upgrade_schema_if_needed(backend_uri, env)
-        env["MLFLOW_BACKEND_STORE_URI"] = backend_uri
+        env = server_env(env, backend_uri)
         command = server_command(
             host=args.host, port=args.port, artifacts=artifacts, workers=args.workers, extra=args.mlflow_args
         )
