@@ -15,13 +15,15 @@ from conftest import BIN, git, run_command, write_params
 
 pytestmark = pytest.mark.e2e  # queued `dvc exp run`s and two `dvc repro`s
 
-# name: (lr, epochs). One per worker, each training long enough to overlap the other's
-# although the second worker starts a few seconds after the first (trainings 4.5 s apart,
-# about 2 s an epoch with both running, on the 2-core Xeon). A third experiment, queued behind
-# them, checked only that a free worker takes the next one, dvc-task's own behaviour, for
-# 70-80 s of the test's 190-290 (its 5 epochs took 22 s; the rest was five stages' start-up
-# and dvc's experiment bookkeeping): dropped, as 30 epochs here became 15.
-EXPERIMENTS = {"lr1e-3": (0.001, 15), "lr2e-3": (0.002, 15)}
+# name: (lr, epochs), queued in this order: the first worker takes the first. The second
+# worker starts a few seconds after the first, and its training only then: 4.5 s later on the
+# 2-core Xeon, where 15 epochs took ~30 s, but 9.4 s later on the 2-core EPYC, where 15 epochs
+# took 9 s and the two trainings missed each other by 0.4 s (2026-12-07). So the first trains
+# twice as long, to still be training when the second starts on either machine. A third
+# experiment, queued behind them, checked only that a free worker takes the next one,
+# dvc-task's own behaviour, for 70-80 s of the test's 190-290 (its 5 epochs took 22 s; the rest
+# was five stages' start-up and dvc's experiment bookkeeping): dropped.
+EXPERIMENTS = {"lr1e-3": (0.001, 30), "lr2e-3": (0.002, 15)}
 QUEUE_TIMEOUT_S = 900
 WORKER_START_TIMEOUT_S = 120
 # `dvc exp show` once hung 14 minutes (waiting on a futex) in a run whose experiments had all
