@@ -4,7 +4,7 @@
 #   make test   — the same set-up, then the fast tier (under 3 min on 2 cores): every unit test,
 #                 one tiny `dvc repro`, no servers; deselects the markers e2e, server and slow
 #   make test-full — the same set-up, then .ci/install-test-tools (PostgreSQL's programs,
-#                 actionlint) and every test (what .ci/run runs; 20-35 min on 2 cores)
+#                 actionlint) and every test (what .ci/run runs; 20-40 min on 2 cores)
 #   make server — the same set-up, then the team's MLflow tracking server on PostgreSQL
 #                 (docs/team.md); Ctrl-C stops it
 PYTHON ?= python3.11

@@ -72,7 +72,9 @@ def main() -> None:
         # Values beside the two leading series only: the levers' points lie within 0.4 dB of
         # each other at 5 and 15 minutes, where labels would cover one another (their values
         # are in docs/cifar10.md's tables).
-        for r in rows if rank < 2 else []:
+        if rank >= 2:
+            continue
+        for r in rows:
             ax.annotate(
                 f"{r['psnr']:.2f}",
                 (r["train_minutes"], r["psnr"]),
