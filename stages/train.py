@@ -41,6 +41,11 @@ def main(args: argparse.Namespace) -> None:
     # Only a set with a checkpoint loads torch before its MLflow run opens (the run to reopen
     # is in the checkpoint); otherwise the tracking worker starts up while torch loads.
     resume = checkpoint.load() if every else None
+    teacher = None
+    if set_config.teacher is not None:  # before the MLflow run opens: a wrong path is one line, no failed run
+        from unmix.training.distillation import load_teacher
+
+        teacher = load_teacher(set_config.teacher, f"sets.{args.set_name}.teacher")
     tracker = open_tracker(
         config.tracking.enabled and ranks.is_main,  # one MLflow run, opened by rank 0
         config.tracking.uri,
@@ -84,7 +89,7 @@ def main(args: argparse.Namespace) -> None:
                 resume=resume,
                 ranks=ranks,
             )
-            model, history = train_set(set_config, subsets, tracker, device, hooks)
+            model, history = train_set(set_config, subsets, tracker, device, hooks, teacher)
             leave()
             if not ranks.is_main:
                 return  # rank 0 writes the outputs

@@ -350,6 +350,11 @@ STRUCTURE_CASES = {
         "train",
         [f"sets.{SET}.low_res_epochs = 1: arch seed takes 32×32 images only"],
     ),
+    "a teacher at weight 0": (
+        lambda p: p["sets"][SET].update(teacher="models/long.pt", teacher_weight=0),
+        "train",
+        [f"sets.{SET}.teacher_weight = 0: the teacher models/long.pt would be loaded and run for nothing"],
+    ),
 }
 
 
@@ -358,6 +363,15 @@ def test_bad_structure(built: Path, in_process: Runner, case: str) -> None:
     edit, stage, named = STRUCTURE_CASES[case]
     params = write_bad_params(built, case.replace(" ", "-"), edit)
     expect_one_line_failure(built, stage_command(built, stage, params), f"{params}: ", *named, runner=in_process)
+
+
+def test_a_missing_teacher_file_stops_the_train_stage_before_training(built: Path, in_process: Runner) -> None:
+    params = write_bad_params(built, "missing-teacher", lambda p: p["sets"][SET].update(teacher="models/long.pt"))
+    line = expect_one_line_failure(built, stage_command(built, "train", params), runner=in_process)
+    assert line == (
+        f"error: sets.{SET}.teacher: models/long.pt: no such model file; expected a models/<set>.pt "
+        "written by a train stage"
+    )
 
 
 @pytest.mark.parametrize(

@@ -399,6 +399,20 @@ def test_training_levers_are_off_by_default(raw):
     assert (config.optimizer, config.muon_lr, config.low_res_epochs) == ("muon", 0.1, 1)
 
 
+def test_a_teacher_is_off_by_default_and_needs_a_share_of_the_loss(raw):
+    config = parse_config(raw).set("seed")
+    assert (config.teacher, config.teacher_weight) == (None, 0.5)
+    raw["sets"]["seed"].update(teacher="models/long.pt", teacher_weight=0)
+    assert config_error(raw) == (
+        "params.yaml: sets.seed.teacher_weight = 0: the teacher models/long.pt would be loaded and run "
+        "for nothing; expected a weight > 0, or teacher: null"
+    )
+    raw["sets"]["seed"]["teacher_weight"] = 1
+    assert parse_config(raw).set("seed").teacher_weight == 1.0
+    raw["sets"]["seed"].update(teacher=None, teacher_weight=0)  # no teacher: the weight is never read
+    assert parse_config(raw).set("seed").teacher is None
+
+
 def test_muon_needs_the_unet(raw):
     raw["sets"]["seed"]["optimizer"] = "muon"
     assert config_error(raw) == (

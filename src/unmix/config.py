@@ -122,6 +122,12 @@ class SetConfig:
     # unet: the first epochs train on 16×16 pairs (each image 2×2-averaged), a quarter of the
     # arithmetic; the rest, and every validation, at 32×32.
     low_res_epochs: int = field(default=0, metadata=_at_least(0))
+    # Distillation: a trained model file (a longer run's models/<set>.pt) whose outputs for
+    # each training mixture are targets beside the truth (unmix.training.distillation). Like
+    # data.path it is read as it is, not a DVC dependency: a new teacher takes a new file name.
+    teacher: str | None = None
+    # The teacher's share of the loss: (1 - w) · loss(truth) + w · loss(teacher's outputs).
+    teacher_weight: float = field(default=0.5, metadata=_between(0, 1))
 
 
 @dataclass(frozen=True)
@@ -238,11 +244,17 @@ def _check_consistency(config: Config, where: str) -> None:
 
 
 def _check_levers(set_config: SetConfig, name: str) -> None:
-    """Muon and low-resolution epochs need the unet; the low-resolution ones leave full size some epochs."""
+    """Muon and low-resolution epochs need the unet; the low-resolution ones leave full size some
+    epochs; a teacher has a share of the loss."""
     if set_config.optimizer == "muon" and set_config.arch != "unet":
         raise ConfigError(
             f"{name}.optimizer: muon steps the convolutions that feed a BatchNorm; arch {set_config.arch} "
             "has none (use arch unet)"
+        )
+    if set_config.teacher is not None and set_config.teacher_weight == 0:
+        raise ConfigError(
+            f"{name}.teacher_weight = 0: the teacher {set_config.teacher} would be loaded and run "
+            "for nothing; expected a weight > 0, or teacher: null"
         )
     low_res = set_config.low_res_epochs
     if not low_res:

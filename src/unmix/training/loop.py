@@ -19,6 +19,7 @@ from unmix.evaluation.metrics import best_psnr_and_seed_l1
 from unmix.model.devices import autocast, memory_format, place_model
 from unmix.model.mixing import MIXES
 from unmix.model.tensors import normalise
+from unmix.training.distillation import distilled_loss
 from unmix.training.distributed import SINGLE, Ranks, Stopped, peer_lost, share, share_weight, sum_over_ranks
 from unmix.training.faults import kill_point
 from unmix.training.losses import LOSSES
@@ -144,6 +145,7 @@ class _Training:
     generator: torch.Generator
     fixed_pairs: Tensor | None
     images: TrainingImages
+    teacher: nn.Module | None = None
 
     @property
     def shown(self) -> nn.Module:
@@ -167,6 +169,7 @@ def train_separator(
     images: TrainingImages,
     device: torch.device | str = "cpu",
     hooks: TrainingHooks = NO_HOOKS,
+    teacher: nn.Module | None = None,
 ) -> list[EpochResult]:
     """Train `model` in place as `config` says, on mixtures of pairs of `images`.
 
@@ -182,13 +185,18 @@ def train_separator(
     `on_epoch_end` and the caller see: `model` holds the averaged weights when training ends.
     `optimizer` "muon" steps the convolutions that feed a BatchNorm with Muon at `muon_lr`
     (unmix.training.optimizers). The first `low_res_epochs` train on `half_size` pairs
-    (their train loss is measured there too); validation is always at full size.
+    (their train loss is measured there too); validation is always at full size. A
+    `teacher` (a trained model, frozen) gives second targets for every training mixture,
+    weighted by `teacher_weight` (unmix.training.distillation); the train loss reported
+    stays the one against the truth.
 
     With several `hooks.ranks`, every rank draws the whole batch's pairs and flips and
     trains on its share through DistributedDataParallel (`TrainingHooks` for the rest).
     """
     device = torch.device(device)
     training = _set_up(model, config, images, device, hooks.ranks)
+    if teacher is not None:
+        training.teacher = place_model(teacher.eval(), device, config.precision)
     history = training.restore(hooks.resume) if hooks.resume is not None else []
     started = time.perf_counter() - (history[-1].seconds if history else 0.0)
     checkpoints = _Checkpoints(hooks, config.epochs)
@@ -313,16 +321,25 @@ def _batch(
 def _step(
     training: _Training, config: SetConfig, device: torch.device, a: Tensor, b: Tensor, weight: float | None
 ) -> Tensor:
-    """One optimizer step on the mixtures of `a` and `b`; the batch's (unweighted) loss.
+    """One optimizer step on the mixtures of `a` and `b`; the batch's (unweighted) loss
+    against the truth (a teacher's term moves the weights, it is not reported).
 
     `weight` (several ranks) scales the gradient so that unequal shares sum as one process's.
     """
     with autocast(device, config.precision):
         mixture = MIXES[config.mix](a, b).contiguous(memory_format=memory_format(device, config.precision))
         out_1, out_2 = training.step(mixture)
-    step_loss = LOSSES[config.loss](out_1.float(), out_2.float(), a, b)
+    loss = LOSSES[config.loss]
+    step_loss = loss(out_1.float(), out_2.float(), a, b)
+    objective = step_loss
+    if training.teacher is not None:
+        with torch.no_grad(), autocast(device, config.precision):
+            teacher_1, teacher_2 = training.teacher(mixture)
+        objective = distilled_loss(
+            loss, out_1.float(), out_2.float(), a, b, teacher_1.float(), teacher_2.float(), config.teacher_weight
+        )
     training.optimizer.zero_grad(set_to_none=True)
-    (step_loss if weight is None else step_loss * weight).backward()
+    (objective if weight is None else objective * weight).backward()
     training.optimizer.step()
     if training.scheduler is not None:
         training.scheduler.step()

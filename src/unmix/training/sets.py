@@ -40,10 +40,14 @@ def pair_mosaic(model: nn.Module, pairs: PairSet, mix: str) -> np.ndarray:
 
 
 def fit_set(
-    set_config: SetConfig, subsets: Subsets, device: torch.device, hooks: TrainingHooks = NO_HOOKS
+    set_config: SetConfig,
+    subsets: Subsets,
+    device: torch.device,
+    hooks: TrainingHooks = NO_HOOKS,
+    teacher: nn.Module | None = None,
 ) -> tuple[nn.Module, list[EpochResult]]:
     """Build one set's model from its seed and train it on `device` (resuming, checkpointing
-    and as one of several ranks as `hooks` say); nothing logged."""
+    and as one of several ranks as `hooks` say; distilling from `teacher` when given); nothing logged."""
     torch.manual_seed(set_config.seed)  # weight init
     model = build_model(**set_model_config(set_config))
     images = TrainingImages(
@@ -51,7 +55,7 @@ def fit_set(
         to_channels_first(subsets.valid.a),
         to_channels_first(subsets.valid.b),
     )
-    history = train_separator(model, set_config, images, device, hooks)
+    history = train_separator(model, set_config, images, device, hooks, teacher)
     return model, history
 
 
@@ -70,6 +74,7 @@ def train_set(
     tracker: Any,
     device: torch.device | None = None,
     hooks: TrainingHooks = NO_HOOKS,
+    teacher: nn.Module | None = None,
 ) -> tuple[nn.Module, list[EpochResult]]:
     """Train one set's model on its device, streaming per-epoch losses and mosaics to `tracker`.
 
@@ -104,7 +109,7 @@ def train_set(
         hooks, on_epoch_end=on_epoch_end, on_checkpoint=checkpoint if save_checkpoint else None
     )
     with progress:
-        model, history = fit_set(set_config, subsets, device, tracked)
+        model, history = fit_set(set_config, subsets, device, tracked, teacher)
     model.to("cpu", memory_format=torch.contiguous_format)
     if hooks.ranks.is_main:
         tracker.log_model(model, set_model_config(set_config))

@@ -1,0 +1,44 @@
+"""Distillation: a trained model's outputs as targets beside the truth.
+
+A longer run's model separates a training mixture better than a short run's will; its two
+outputs are a second pair of targets, smoother than the truth (what the mixture leaves
+ambiguous, it averages). The student's loss blends both; the teacher only runs forward,
+so each step costs one more forward pass of the teacher (about a third of a step of a
+model of the same size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from unmix.errors import ConfigError
+
+Tensor = torch.Tensor
+Loss = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+
+
+def distilled_loss(
+    loss: Loss, out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor, teacher_1: Tensor, teacher_2: Tensor, weight: float
+) -> Tensor:
+    """(1 - weight) · loss(outputs, truth) + weight · loss(outputs, teacher's outputs).
+
+    With the permutation-invariant loss each term takes its own assignment: the teacher's
+    output 1 may be either image.
+    """
+    return (1 - weight) * loss(out_1, out_2, a, b) + weight * loss(out_1, out_2, teacher_1, teacher_2)
+
+
+def load_teacher(path: str, name: str) -> nn.Module:
+    """The model file at `path` (written by the train stage) as a frozen teacher, in eval mode;
+    a missing or unreadable file is one line naming the parameter `name`."""
+    from unmix.model.model_file import load_model
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{name}: {path}: no such model file; expected a models/<set>.pt written by a train stage")
+    model, _ = load_model(path)
+    model.requires_grad_(False)
+    return model
