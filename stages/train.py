@@ -38,14 +38,18 @@ def main(args: argparse.Namespace) -> None:
     if config.distributed.processes > 1 and not launched(os.environ):
         sys.exit(launch(config.distributed.processes, sys.argv[0], sys.argv[1:], name))
     checkpoint = ResumeCheckpoint(checkpoint_folder(root), args.set_name, set_config, meta["digest"], ranks.world_size)
-    # Only a set with a checkpoint loads torch before its MLflow run opens (the run to reopen
-    # is in the checkpoint); otherwise the tracking worker starts up while torch loads.
+    # Only a set with a checkpoint or a teacher loads torch before its MLflow run opens (the
+    # run to reopen is in the checkpoint; a wrong teacher is one line, no failed run);
+    # otherwise the tracking worker starts up while torch loads.
     resume = checkpoint.load() if every else None
-    teacher = None
-    if set_config.teacher is not None:  # before the MLflow run opens: a wrong path is one line, no failed run
+    teacher, teacher_tags = None, {}
+    if set_config.teacher is not None:
+        from unmix.tracking.run_lookup import model_digest
         from unmix.training.distillation import load_teacher
 
-        teacher = load_teacher(set_config.teacher, f"sets.{args.set_name}.teacher")
+        teacher = load_teacher(set_config.teacher, f"sets.{args.set_name}.teacher", set_config.mix)
+        # The path is the parameter; the digest says which weights it held (the file may be replaced).
+        teacher_tags = {"unmix.teacher_digest": model_digest(Path(set_config.teacher))}
     tracker = open_tracker(
         config.tracking.enabled and ranks.is_main,  # one MLflow run, opened by rank 0
         config.tracking.uri,
@@ -54,7 +58,8 @@ def main(args: argparse.Namespace) -> None:
         run_id=(resume or {}).get("mlflow_run_id") or None,
         params=run_params(set_config, config.data),
         tags=run_tags(args.set_name, config.data, meta, root)
-        | {DESCRIPTION_TAG: run_description(args.set_name, set_config, config.data, meta)},
+        | {DESCRIPTION_TAG: run_description(args.set_name, set_config, config.data, meta)}
+        | teacher_tags,
         logs_model=True,
         system_metrics=True,  # CPU, memory; GPU when there is one: the run's System metrics tab
     )

@@ -43,13 +43,13 @@ def test_distilled_loss_blends_the_truths_and_the_teachers_terms_by_hand():
 def test_a_missing_teacher_file_is_one_line_naming_the_parameter(tmp_path):
     missing = tmp_path / "teacher.pt"
     with pytest.raises(ConfigError) as error:
-        load_teacher(str(missing), "sets.best.teacher")
+        load_teacher(str(missing), "sets.best.teacher", "mean")
     assert str(error.value) == (
         f"sets.best.teacher: {missing}: no such model file; expected a models/<set>.pt written by a train stage"
     )
     missing.write_bytes(b"not a model")
     with pytest.raises(DataError, match=f"^{missing}: unreadable"):
-        load_teacher(str(missing), "sets.best.teacher")
+        load_teacher(str(missing), "sets.best.teacher", "mean")
 
 
 def test_a_teacher_comes_back_frozen_and_in_eval_mode(tmp_path):
@@ -57,10 +57,30 @@ def test_a_teacher_comes_back_frozen_and_in_eval_mode(tmp_path):
     model = UNetSeparator(width=4, depth=1)
     path = tmp_path / "teacher.pt"
     save_model(model, path, model_config("unet", 4, 1, False, "mean", False, None), {"set_name": "long"})
-    teacher = load_teacher(str(path), "sets.best.teacher")
+    teacher = load_teacher(str(path), "sets.best.teacher", "mean")
     assert not teacher.training
     assert not any(p.requires_grad for p in teacher.parameters())
     assert all(torch.equal(x, y) for x, y in zip(teacher.state_dict().values(), model.state_dict().values()))
+
+
+def test_a_teacher_of_another_mix_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "teacher.pt"
+    save_model(UNetSeparator(width=4, depth=1), path, model_config("unet", 4, 1, False, "mean", False, None), {})
+    with pytest.raises(ConfigError) as error:
+        load_teacher(str(path), "sets.seed.teacher", "quarter_sum")
+    assert str(error.value) == (
+        f"sets.seed.teacher: {path} was trained on mix mean, this set mixes quarter_sum; "
+        "expected a teacher of the same mix"
+    )
+
+
+def test_the_loop_refuses_a_teacher_its_config_does_not_name_and_the_reverse():
+    images = TrainingImages(*(torch.zeros(n, 3, 32, 32, dtype=torch.uint8) for n in (8, 2, 2)))
+    teacher = UNetSeparator(width=4, depth=1)
+    with pytest.raises(ValueError, match="teacher given: config.teacher is None"):
+        train_separator(UNetSeparator(width=4, depth=1), SetConfig(arch="unet"), images, teacher=teacher)
+    with pytest.raises(ValueError, match="teacher missing: config.teacher is 't.pt'"):
+        train_separator(UNetSeparator(width=4, depth=1), SetConfig(arch="unet", teacher="t.pt"), images)
 
 
 def test_a_student_distilled_at_weight_one_learns_its_teachers_outputs_not_the_truth():

@@ -245,7 +245,7 @@ def _check_consistency(config: Config, where: str) -> None:
 
 def _check_levers(set_config: SetConfig, name: str) -> None:
     """Muon and low-resolution epochs need the unet; the low-resolution ones leave full size some
-    epochs; a teacher has a share of the loss."""
+    epochs and take no teacher; a teacher has a share of the loss."""
     if set_config.optimizer == "muon" and set_config.arch != "unet":
         raise ConfigError(
             f"{name}.optimizer: muon steps the convolutions that feed a BatchNorm; arch {set_config.arch} "
@@ -259,6 +259,11 @@ def _check_levers(set_config: SetConfig, name: str) -> None:
     low_res = set_config.low_res_epochs
     if not low_res:
         return
+    if set_config.teacher is not None:
+        raise ConfigError(
+            f"{name}.low_res_epochs = {low_res}: a teacher ({set_config.teacher}) trained on 32×32 mixtures "
+            "would give targets for 16×16 ones it never saw; expected low_res_epochs: 0 with a teacher"
+        )
     if set_config.arch != "unet":
         raise ConfigError(f"{name}.low_res_epochs = {low_res}: arch {set_config.arch} takes 32×32 images only")
     if set_config.depth > 3:

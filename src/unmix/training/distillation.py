@@ -32,13 +32,24 @@ def distilled_loss(
     return (1 - weight) * loss(out_1, out_2, a, b) + weight * loss(out_1, out_2, teacher_1, teacher_2)
 
 
-def load_teacher(path: str, name: str) -> nn.Module:
-    """The model file at `path` (written by the train stage) as a frozen teacher, in eval mode;
-    a missing or unreadable file is one line naming the parameter `name`."""
+def load_teacher(path: str, name: str, mix: str) -> nn.Module:
+    """The model file at `path` (written by the train stage) as a frozen teacher, in eval mode.
+
+    A missing file, or a teacher trained on another `mix` than the student's (its outputs
+    would answer another question), is one line naming the parameter `name`; an unreadable
+    file is one line naming the file.
+    """
+    from unmix.errors import reading
     from unmix.model.model_file import load_model
 
     if not Path(path).is_file():
         raise ConfigError(f"{name}: {path}: no such model file; expected a models/<set>.pt written by a train stage")
+    with reading(path, "train"):
+        trained_on = torch.load(path, map_location="cpu", weights_only=True)["model_config"]["mix"]
+    if trained_on != mix:
+        raise ConfigError(
+            f"{name}: {path} was trained on mix {trained_on}, this set mixes {mix}; expected a teacher of the same mix"
+        )
     model, _ = load_model(path)
     model.requires_grad_(False)
     return model

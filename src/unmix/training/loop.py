@@ -193,6 +193,10 @@ def train_separator(
     With several `hooks.ranks`, every rank draws the whole batch's pairs and flips and
     trains on its share through DistributedDataParallel (`TrainingHooks` for the rest).
     """
+    if (teacher is None) != (config.teacher is None):  # a caller's mistake, not the user's
+        raise ValueError(
+            f"teacher {'given' if teacher is not None else 'missing'}: config.teacher is {config.teacher!r}"
+        )
     device = torch.device(device)
     training = _set_up(model, config, images, device, hooks.ranks)
     if teacher is not None:
