@@ -59,6 +59,7 @@ def main() -> None:
         "tab:pink",
         "navy",
         "darkgoldenrod",
+        "indigo",
     )
     if len(series) > len(palette):  # zip would drop a series from the figure without a word
         sys.exit(f"{len(series)} CPU series in the records, colours for {len(palette)}: add colours to frontier.py")
