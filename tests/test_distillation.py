@@ -30,13 +30,17 @@ def test_distilled_loss_blends_the_truths_and_the_teachers_terms_by_hand():
     out_1, out_2 = constant(0.0), constant(1.0)
     a, b = constant(0.0), constant(1.0)  # the truth: both outputs right, 0
     teacher_1, teacher_2 = constant(1.0), constant(0.5)
+
     # Against the teacher, direct |0 - 1| + |1 - 0.5| = 1.5, swapped |0 - 0.5| + |1 - 1| = 0.5.
-    pit = distilled_loss(permutation_invariant_l1, out_1, out_2, a, b, teacher_1, teacher_2, 0.25)
+    def blended(loss, truth_a, truth_b, weight):
+        return distilled_loss(loss, out_1, out_2, loss(out_1, out_2, truth_a, truth_b), teacher_1, teacher_2, weight)
+
+    pit = blended(permutation_invariant_l1, a, b, 0.25)
     assert float(pit) == pytest.approx(0.75 * 0 + 0.25 * 0.5)
-    fixed = distilled_loss(fixed_assignment_l1, out_1, out_2, a, b, teacher_1, teacher_2, 0.25)
+    fixed = blended(fixed_assignment_l1, a, b, 0.25)
     assert float(fixed) == pytest.approx(0.25 * 1.5)
     # Weight 1: the truth no longer counts.
-    wrong_truth = distilled_loss(permutation_invariant_l1, out_1, out_2, b, b, teacher_1, teacher_2, 1.0)
+    wrong_truth = blended(permutation_invariant_l1, b, b, 1.0)
     assert float(wrong_truth) == pytest.approx(0.5)
 
 

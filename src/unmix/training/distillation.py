@@ -22,14 +22,15 @@ Loss = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
 def distilled_loss(
-    loss: Loss, out_1: Tensor, out_2: Tensor, a: Tensor, b: Tensor, teacher_1: Tensor, teacher_2: Tensor, weight: float
+    loss: Loss, out_1: Tensor, out_2: Tensor, truth_term: Tensor, teacher_1: Tensor, teacher_2: Tensor, weight: float
 ) -> Tensor:
-    """(1 - weight) · loss(outputs, truth) + weight · loss(outputs, teacher's outputs).
+    """(1 - weight) · truth_term + weight · loss(outputs, teacher's outputs), where `truth_term`
+    is loss(outputs, truth): the step computes it once, for this and for its report.
 
     With the permutation-invariant loss each term takes its own assignment: the teacher's
     output 1 may be either image.
     """
-    return (1 - weight) * loss(out_1, out_2, a, b) + weight * loss(out_1, out_2, teacher_1, teacher_2)
+    return (1 - weight) * truth_term + weight * loss(out_1, out_2, teacher_1, teacher_2)
 
 
 def load_teacher(path: str, name: str, mix: str) -> nn.Module:

@@ -333,14 +333,13 @@ def _step(
     with autocast(device, config.precision):
         mixture = MIXES[config.mix](a, b).contiguous(memory_format=memory_format(device, config.precision))
         out_1, out_2 = training.step(mixture)
-    loss = LOSSES[config.loss]
-    step_loss = loss(out_1.float(), out_2.float(), a, b)
-    objective = step_loss
+    loss, out_1, out_2 = LOSSES[config.loss], out_1.float(), out_2.float()
+    step_loss = objective = loss(out_1, out_2, a, b)
     if training.teacher is not None:
         with torch.no_grad(), autocast(device, config.precision):
             teacher_1, teacher_2 = training.teacher(mixture)
         objective = distilled_loss(
-            loss, out_1.float(), out_2.float(), a, b, teacher_1.float(), teacher_2.float(), config.teacher_weight
+            loss, out_1, out_2, step_loss, teacher_1.float(), teacher_2.float(), config.teacher_weight
         )
     training.optimizer.zero_grad(set_to_none=True)
     (objective if weight is None else objective * weight).backward()
