@@ -3,8 +3,10 @@
 The GPU machine has torch but neither DVC nor MLflow, and only the checkout travels, so
 the run is split over two machines:
 
-    # here: pack 16,000 of the protocol's training images and its validation pairs (uint8)
-    python benchmarks/gpu_train.py pack --subset data/subset --out gpu_data
+    # here: pack the protocol's training images as their JPEG files' bytes (39,500 in
+    # ~40 MiB) and its validation pairs (uint8); without --images, 16,000 of them as uint8
+    python benchmarks/gpu_train.py pack --subset data/subset --out gpu_data \
+        --images ../shared/datasets/cifar10-jpeg/train
     # on the GPU machine: train for --minutes, print images/s and the share of the bf16 peak
     python benchmarks/gpu_train.py train --data gpu_data --out OUT --minutes 5
     # here: join the weights that came back into a checkpoint the evaluate stage reads
@@ -15,13 +17,15 @@ the run is split over two machines:
     python benchmarks/gpu_train.py record --subset data/subset --eval data/eval/gpu.npz \
         --reports reports/cifar10_gpu --name gpu
 
-Training uses the project's own pieces (model, mix, PIT loss, pair cutting, flips, bf16
-autocast, channels-last) with the data on the GPU and `torch.compile`. The number of steps
-is sized to the budget by timing steps of the compiled model first; the weights are then
-reset, so the timed warm-up and compilation are not training. An exponential moving
-average of the weights (EMA) is kept beside them; both are scored on the validation
-pairs and both come back. Weights travel in parts of at most 15 MiB (the trip back takes
-files of at most 16 MiB).
+The JPEG bytes are decoded on the GPU machine (torchvision's `decode_jpeg`, nvjpeg on a
+GPU) and compared with the first images as Pillow decoded them here. Training uses the
+project's own pieces (model, mix, PIT loss, pair cutting, flips, bf16 autocast,
+channels-last, Muon with --optimizer muon) with the data on the GPU and `torch.compile`.
+The number of steps is sized to the budget by timing steps of the compiled model first;
+the weights are then reset, so the timed warm-up and compilation are not training. An
+exponential moving average of the weights (EMA) is kept beside them; both are scored on
+the validation pairs and both come back. Weights travel in parts of at most 15 MiB (the
+trip back takes files of at most 16 MiB).
 """
 
 from __future__ import annotations
@@ -48,8 +52,12 @@ from unmix.model.networks import build_model, model_config
 from unmix.model.tensors import normalise, to_channels_first
 from unmix.training.loop import random_flips, validate
 from unmix.training.losses import LOSSES
+from unmix.training.optimizers import MuonAdam, muon_weights
 
 PART_BYTES = 15 * 2**20
+JPEG_FILE = "gpu_jpeg.npz"
+CHECK_IMAGES = 256  # training images packed decoded too, to compare decoders
+DECODE_BATCH = 4096
 MIX, LOSS = "mean", "pit"  # the protocol's mix and the `best` set's loss
 # Dense bf16 tensor-core peaks from NVIDIA's data sheets (FLOP/s), by device-name fragment.
 BF16_PEAKS = {
@@ -72,6 +80,69 @@ def pack(subset: Path, out: Path, n_train: int, seed: int) -> None:
     np.savez(out / "gpu_data.npz", train=train[chosen], valid_a=valid["a"], valid_b=valid["b"])
     size = (out / "gpu_data.npz").stat().st_size
     print(f"pack: {n_train} training images, {len(valid['a'])} validation pairs, {size / 2**20:.1f} MiB → {out}")
+
+
+def pack_jpeg(subset: Path, images: Path, out: Path) -> None:
+    """All the subset's training images as the bytes of their JPEG files in `images` (the
+    image folder the subset was drawn from), the validation pairs as uint8, and the first
+    CHECK_IMAGES training images as Pillow decodes them (the far side compares its decoder's)."""
+    from unmix.data.sources import image_folder_train_files, load_image_folder
+
+    train = np.load(subset / "train.npz")["images"]
+    valid = np.load(subset / "valid.npz")
+    source, _ = load_image_folder(images)
+    files = image_folder_train_files(images)
+    # Image k of the folder is file k; the subset's images are found by their pixels, so no
+    # draw is repeated here (duplicates in the folder decode alike: either file serves).
+    index = {image.tobytes(): k for k, image in enumerate(source.images)}
+    found = [index.get(image.tobytes()) for image in train]
+    missing = sum(k is None for k in found)
+    if missing:
+        sys.exit(f"error: --images {images}: {missing} of the subset's {len(train)} training images are not in it")
+    blobs = [np.fromfile(files[k], dtype=np.uint8) for k in found]
+    offsets = np.cumsum([0] + [len(blob) for blob in blobs])
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        out / JPEG_FILE,
+        jpeg=np.concatenate(blobs),
+        offsets=offsets,
+        check=train[:CHECK_IMAGES],
+        valid_a=valid["a"],
+        valid_b=valid["b"],
+    )
+    size = (out / JPEG_FILE).stat().st_size
+    print(
+        f"pack: {len(train)} training images as JPEG ({offsets[-1] / 2**20:.1f} MiB), "
+        f"{len(valid['a'])} validation pairs, {size / 2**20:.1f} MiB → {out / JPEG_FILE}"
+    )
+
+
+def load_training_images(data: Path, device: torch.device) -> torch.Tensor:
+    """(N, 3, 32, 32) uint8 training images on `device`: decoded from the JPEG pack when
+    there is one (nvjpeg on a GPU), the uint8 pack otherwise."""
+    if not (data / JPEG_FILE).exists():
+        return to_channels_first(np.load(data / "gpu_data.npz")["train"]).to(device)
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with np.load(data / JPEG_FILE) as pack:
+        jpeg, offsets, check = torch.from_numpy(pack["jpeg"]), pack["offsets"], pack["check"]
+    blobs = [jpeg[start:end] for start, end in zip(offsets[:-1], offsets[1:])]
+    started = time.perf_counter()
+    images = torch.empty((len(blobs), 3, 32, 32), dtype=torch.uint8, device=device)
+    for start in range(0, len(blobs), DECODE_BATCH):  # nvjpeg's batch: a list per call
+        decoded = decode_jpeg(blobs[start : start + DECODE_BATCH], mode=ImageReadMode.RGB, device=device)
+        images[start : start + len(decoded)] = torch.stack(decoded)
+    sync(device)
+    seconds = time.perf_counter() - started
+    # nvjpeg and libjpeg may round the colour conversion differently: say by how much.
+    difference = (images[: len(check)].int() - to_channels_first(check).to(device).int()).abs()
+    print(
+        f"decoded {len(blobs)} JPEG images on {device} in {seconds:.1f} s; against Pillow's decoding of the "
+        f"first {len(check)}: {(difference > 0).float().mean().item():.2%} of values differ, "
+        f"by at most {difference.max().item()}",
+        flush=True,
+    )
+    return images
 
 
 def full_batches(n_images: int, batch_size: int, generator: torch.Generator):
@@ -162,8 +233,8 @@ def record(subset: Path, eval_outputs: Path, reports: Path, name: str, n_pairs: 
 def train(args: argparse.Namespace) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
-    arrays = np.load(args.data / "gpu_data.npz")
-    images = to_channels_first(arrays["train"]).to(device)  # uint8 on the device, once
+    arrays = np.load(args.data / (JPEG_FILE if (args.data / JPEG_FILE).exists() else "gpu_data.npz"))
+    images = load_training_images(args.data, device)  # uint8 on the device, once
     valid_a, valid_b = to_channels_first(arrays["valid_a"]), to_channels_first(arrays["valid_b"])
     config = model_config("unet", args.width, args.depth, True, MIX)
     torch.manual_seed(args.seed)
@@ -177,8 +248,15 @@ def train(args: argparse.Namespace) -> None:
 
     def make_state(total_steps: int) -> tuple:
         """Optimizer, one-cycle schedule and weight average: everything a step updates."""
-        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type == "cuda")
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps)
+        if args.optimizer == "muon":  # the CPU sets' Muon: the convolutions feeding a BatchNorm
+            on_muon = {id(p) for p in muon_weights(model)}
+            rest = [p for p in model.parameters() if id(p) not in on_muon]
+            groups = [{"params": muon_weights(model), "muon": True, "lr": args.muon_lr}, {"params": rest}]
+            optimizer = MuonAdam(groups, lr=args.lr)
+        else:
+            optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type == "cuda")
+        peaks = [group["lr"] for group in optimizer.param_groups]
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps)
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
         return optimizer, scheduler, ema
 
@@ -289,6 +367,9 @@ def train(args: argparse.Namespace) -> None:
         "depth": args.depth,
         "batch_size_images": args.batch_size,
         "lr": args.lr,
+        "optimizer": args.optimizer,
+        "muon_lr": args.muon_lr if args.optimizer == "muon" else None,
+        "train_source": "JPEG bytes" if (args.data / JPEG_FILE).exists() else "uint8 arrays",
         "ema_decay": args.ema_decay,
         "compiled": step_model is not model,
         "steps": total_steps,
@@ -322,7 +403,10 @@ def main() -> None:
     packing = commands.add_parser("pack", help="pack the training images and validation pairs that travel")
     packing.add_argument("--subset", type=Path, required=True, help="the subset stage's output folder")
     packing.add_argument("--out", type=Path, required=True)
-    packing.add_argument("--n-train", type=int, default=16000, help="images (16,000 are 47 MiB)")
+    packing.add_argument("--n-train", type=int, default=16000, help="images as uint8 (16,000 are 47 MiB)")
+    packing.add_argument(
+        "--images", type=Path, help="the image folder the subset was drawn from: carry all its images as JPEG bytes"
+    )
     packing.add_argument("--seed", type=int, default=0)
     training = commands.add_parser("train", help="train on the packed data for a wall-clock budget")
     training.add_argument("--data", type=Path, required=True)
@@ -332,6 +416,8 @@ def main() -> None:
     training.add_argument("--depth", type=int, default=3)
     training.add_argument("--batch-size", type=int, default=2048, help="images per step, two per pair")
     training.add_argument("--lr", type=float, default=4e-3, help="peak of the one-cycle schedule")
+    training.add_argument("--optimizer", choices=["adam", "muon"], default="adam")
+    training.add_argument("--muon-lr", type=float, default=0.12, help="Muon's one-cycle peak (the Zen 4 rows')")
     training.add_argument("--ema-decay", type=float, default=0.999)
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--warmup-steps", type=int, default=10)
@@ -349,6 +435,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "record":
         record(args.subset, args.eval, args.reports, args.name)
+    elif args.command == "pack" and args.images:
+        pack_jpeg(args.subset, args.images, args.out)
     elif args.command == "pack":
         pack(args.subset, args.out, args.n_train, args.seed)
     elif args.command == "train":

@@ -163,6 +163,68 @@ def test_gpu_train_packs_trains_and_joins_a_loadable_checkpoint(tmp_path: Path):
     assert out_1.shape == out_2.shape == (1, 3, 32, 32)
 
 
+@pytest.mark.slow  # trains in a benchmark script subprocess
+def test_gpu_train_carries_jpeg_bytes_and_trains_on_their_decoding(tmp_path: Path):
+    """Part of issue 22's GPU run at tiny size: the subset's training images travel as their
+    JPEG files' bytes, found by their pixels, and decode back to exactly what Pillow gave."""
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO / "src"))
+    from unmix.data.sources import image_folder_train_files, load_image_folder
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    for name in ("cat", "dog"):
+        (folder / name).mkdir(parents=True)
+        for k in range(10):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / name / f"{k}.jpg", quality=90)
+    images = load_image_folder(folder)[0].images
+    files = image_folder_train_files(folder)
+    chosen = [17, 2, 9, 11, 0, 5, 13, 19]  # a subset's images are a draw, in any order
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    np.savez(subset / "train.npz", images=images[chosen])
+    np.savez(subset / "valid.npz", a=images[[1, 3]], b=images[[4, 6]])
+
+    out = run_benchmark(
+        "gpu_train.py", "pack", "--subset", str(subset), "--out", str(tmp_path / "packed"), "--images", str(folder)
+    )
+    assert "pack: 8 training images as JPEG" in out
+    with np.load(tmp_path / "packed" / "gpu_jpeg.npz") as packed:
+        jpeg, offsets = packed["jpeg"], packed["offsets"]
+        assert len(offsets) == 9
+        for position, k in enumerate(chosen):
+            assert jpeg[offsets[position] : offsets[position + 1]].tobytes() == Path(files[k]).read_bytes()
+        np.testing.assert_array_equal(packed["check"], images[chosen])
+
+    out = run_benchmark(
+        "gpu_train.py",
+        "train",
+        *("--data", str(tmp_path / "packed"), "--out", str(tmp_path / "back"), "--minutes", "0.002"),
+        *("--width", "4", "--depth", "2", "--batch-size", "4", "--no-compile", "--optimizer", "muon"),
+        *("--warmup-steps", "1", "--timing-steps", "1"),
+    )
+    # torchvision's CPU decoder and Pillow's agree to the bit on these files
+    assert re.search(r"^decoded 8 JPEG images on cpu in .*: 0\.00% of values differ, by at most 0$", out, flags=re.M)
+    assert re.search(r"^gpu_ema: valid/l1 \d\.\d+, valid/psnr \d+\.\d+ dB$", out, flags=re.M)
+
+    # an image the folder does not hold: one line, no pack
+    np.savez(subset / "train.npz", images=np.concatenate([images[chosen], images[:1] ^ 1]))
+    failed = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_train.py"), "pack", "--subset", str(subset)]
+        + ["--out", str(tmp_path / "again"), "--images", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1] == (
+        f"error: --images {folder}: 1 of the subset's 9 training images are not in it"
+    )
+    assert not (tmp_path / "again").exists()
+
+
 @pytest.mark.slow  # trains or times in a benchmark script subprocess
 def test_checkpoint_cost_prints_size_share_and_ratio(tmp_path):
     import yaml

@@ -154,18 +154,37 @@ def _read_cifar10_batches(files: list[Path], class_names: tuple[str, ...]) -> Im
 
 def load_image_folder(root: Path) -> tuple[ImageSet, ImageSet | None]:
     """Images from `root/<class>/<image>`, or `root/train/...` plus an optional `root/test/...` split."""
+    train_dir = _train_directory(root)
+    train = _read_class_tree(train_dir, None)
+    test_dir = Path(root) / "test"
+    if train_dir == Path(root) or not test_dir.is_dir():
+        return train, None
+    return train, _read_class_tree(test_dir, train.class_names)
+
+
+def image_folder_train_files(root: Path) -> list[str]:
+    """The train split's image files, in the order `load_image_folder` decodes them: the
+    subset's image k is file k of this list (benchmarks/gpu_train.py carries their bytes)."""
+    return _class_tree_files(_train_directory(root), None)[0]
+
+
+def _train_directory(root: Path) -> Path:
     root = Path(root)
     if not root.is_dir():
         layouts = "<root>/<class>/<image> or <root>/train/<class>/<image>"
         raise DataError(f"data.path={root}: not a directory; expected {layouts}")
-    if not (root / "train").is_dir():
-        return _read_class_tree(root, None), None
-    train = _read_class_tree(root / "train", None)
-    test = _read_class_tree(root / "test", train.class_names) if (root / "test").is_dir() else None
-    return train, test
+    return root / "train" if (root / "train").is_dir() else root
 
 
 def _read_class_tree(directory: Path, class_names: tuple[str, ...] | None) -> ImageSet:
+    files, labels, class_names = _class_tree_files(directory, class_names)
+    return ImageSet(_decode_images(files), np.array(labels, dtype=np.int64), class_names)
+
+
+def _class_tree_files(
+    directory: Path, class_names: tuple[str, ...] | None
+) -> tuple[list[str], list[int], tuple[str, ...]]:
+    """`directory/<class>/<image>`'s files (sorted by class, then name), their labels, the classes."""
     # Hidden entries (.ipynb_checkpoints/, macOS's ._x.jpg) are litter, never classes or images.
     folders = sorted(entry.name for entry in os.scandir(directory) if entry.is_dir() and entry.name[0] != ".")
     if not folders:
@@ -189,7 +208,7 @@ def _read_class_tree(directory: Path, class_names: tuple[str, ...] | None) -> Im
             raise DataError(f"{directory / name}: no images; expected files ending in one of {extensions}")
         files += found
         labels += [class_names.index(name)] * len(found)
-    return ImageSet(_decode_images(files), np.array(labels, dtype=np.int64), class_names)
+    return files, labels, class_names
 
 
 def _decode_images(files: list[str]) -> np.ndarray:
