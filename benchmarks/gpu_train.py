@@ -77,6 +77,7 @@ def pack(subset: Path, out: Path, n_train: int, seed: int) -> None:
     valid = np.load(subset / "valid.npz")
     chosen = np.sort(np.random.default_rng(seed).choice(len(train), size=n_train, replace=False))
     out.mkdir(parents=True, exist_ok=True)
+    (out / JPEG_FILE).unlink(missing_ok=True)  # train prefers a JPEG pack: none may stay beside this one
     np.savez(out / "gpu_data.npz", train=train[chosen], valid_a=valid["a"], valid_b=valid["b"])
     size = (out / "gpu_data.npz").stat().st_size
     print(f"pack: {n_train} training images, {len(valid['a'])} validation pairs, {size / 2**20:.1f} MiB → {out}")
@@ -86,12 +87,18 @@ def pack_jpeg(subset: Path, images: Path, out: Path) -> None:
     """All the subset's training images as the bytes of their JPEG files in `images` (the
     image folder the subset was drawn from), the validation pairs as uint8, and the first
     CHECK_IMAGES training images as Pillow decodes them (the far side compares its decoder's)."""
+    from PIL import Image
+
     from unmix.data.sources import image_folder_train_files, load_image_folder
+    from unmix.errors import DataError
 
     train = np.load(subset / "train.npz")["images"]
     valid = np.load(subset / "valid.npz")
-    source, _ = load_image_folder(images)
-    files = image_folder_train_files(images)
+    try:
+        source, _ = load_image_folder(images)
+        files = image_folder_train_files(images)
+    except DataError as error:
+        sys.exit(f"error: --images {images}: {error}")
     # Image k of the folder is file k; the subset's images are found by their pixels, so no
     # draw is repeated here (duplicates in the folder decode alike: either file serves).
     index = {image.tobytes(): k for k, image in enumerate(source.images)}
@@ -99,9 +106,17 @@ def pack_jpeg(subset: Path, images: Path, out: Path) -> None:
     missing = sum(k is None for k in found)
     if missing:
         sys.exit(f"error: --images {images}: {missing} of the subset's {len(train)} training images are not in it")
+    # The far side decodes with decode_jpeg and no resizing: anything else would fail there,
+    # on the GPU's time. The folder loader also reads PNG and resizes other sizes.
+    for k in found:
+        with open(files[k], "rb") as file, Image.open(file) as image:
+            if image.format != "JPEG" or image.size != (32, 32):
+                sys.exit(f"error: --images {images}: {files[k]} is {image.format} {image.size}; expected 32x32 JPEG")
     blobs = [np.fromfile(files[k], dtype=np.uint8) for k in found]
     offsets = np.cumsum([0] + [len(blob) for blob in blobs])
     out.mkdir(parents=True, exist_ok=True)
+    # a uint8 pack left beside it would travel too: 48 MiB more, over the carry's 64 MiB
+    (out / "gpu_data.npz").unlink(missing_ok=True)
     np.savez(
         out / JPEG_FILE,
         jpeg=np.concatenate(blobs),
@@ -246,9 +261,9 @@ def train(args: argparse.Namespace) -> None:
     if args.compile:
         step_model = torch.compile(model)
 
-    def make_state(total_steps: int) -> tuple:
+    def make_state(total_steps: int, optimizer_name: str = args.optimizer) -> tuple:
         """Optimizer, one-cycle schedule and weight average: everything a step updates."""
-        if args.optimizer == "muon":  # the CPU sets' Muon: the convolutions feeding a BatchNorm
+        if optimizer_name == "muon":  # the CPU sets' Muon: the convolutions feeding a BatchNorm
             on_muon = {id(p) for p in muon_weights(model)}
             rest = [p for p in model.parameters() if id(p) not in on_muon]
             groups = [{"params": muon_weights(model), "muon": True, "lr": args.muon_lr}, {"params": rest}]
@@ -285,7 +300,9 @@ def train(args: argparse.Namespace) -> None:
     generator.manual_seed(args.seed)
     batches = batches_forever(len(images), args.batch_size, generator)
     with FlopCounterMode(display=False) as counter:
-        step(make_state(10**7), *next(batches), model)
+        # with Adam: the model's work alone, whatever trains. Muon's Newton-Schulz products are
+        # matmuls the counter would add; Adam's elementwise arithmetic it never counts.
+        step(make_state(10**7, "adam"), *next(batches), model)
     flops_per_step = counter.get_total_flops()
 
     # Compile and time the whole compiled step (schedule and weight average included); these

@@ -164,13 +164,13 @@ def test_gpu_train_packs_trains_and_joins_a_loadable_checkpoint(tmp_path: Path):
 
 
 @pytest.mark.slow  # trains in a benchmark script subprocess
-def test_gpu_train_carries_jpeg_bytes_and_trains_on_their_decoding(tmp_path: Path):
+def test_gpu_train_carries_jpeg_bytes_and_trains_on_their_decoding(tmp_path: Path, monkeypatch):
     """Part of issue 22's GPU run at tiny size: the subset's training images travel as their
     JPEG files' bytes, found by their pixels, and decode back to exactly what Pillow gave."""
     import numpy as np
     from PIL import Image
 
-    sys.path.insert(0, str(REPO / "src"))
+    monkeypatch.syspath_prepend(str(REPO / "src"))
     from unmix.data.sources import image_folder_train_files, load_image_folder
 
     rng = np.random.default_rng(0)
@@ -187,11 +187,14 @@ def test_gpu_train_carries_jpeg_bytes_and_trains_on_their_decoding(tmp_path: Pat
     subset.mkdir()
     np.savez(subset / "train.npz", images=images[chosen])
     np.savez(subset / "valid.npz", a=images[[1, 3]], b=images[[4, 6]])
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "gpu_data.npz").write_bytes(b"an older uint8 pack")
 
     out = run_benchmark(
         "gpu_train.py", "pack", "--subset", str(subset), "--out", str(tmp_path / "packed"), "--images", str(folder)
     )
     assert "pack: 8 training images as JPEG" in out
+    assert not (tmp_path / "packed" / "gpu_data.npz").exists()  # it would travel too
     with np.load(tmp_path / "packed" / "gpu_jpeg.npz") as packed:
         jpeg, offsets = packed["jpeg"], packed["offsets"]
         assert len(offsets) == 9
@@ -210,19 +213,31 @@ def test_gpu_train_carries_jpeg_bytes_and_trains_on_their_decoding(tmp_path: Pat
     assert re.search(r"^decoded 8 JPEG images on cpu in .*: 0\.00% of values differ, by at most 0$", out, flags=re.M)
     assert re.search(r"^gpu_ema: valid/l1 \d\.\d+, valid/psnr \d+\.\d+ dB$", out, flags=re.M)
 
-    # an image the folder does not hold: one line, no pack
-    np.savez(subset / "train.npz", images=np.concatenate([images[chosen], images[:1] ^ 1]))
-    failed = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu_train.py"), "pack", "--subset", str(subset)]
-        + ["--out", str(tmp_path / "again"), "--images", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    assert failed.returncode == 1
-    assert failed.stderr.strip().splitlines()[-1] == (
+    def refused(train_images: np.ndarray, image_folder: Path = folder) -> str:
+        """The last line of a pack of these training images that must fail, writing nothing."""
+        np.savez(subset / "train.npz", images=train_images)
+        failed = subprocess.run(
+            [sys.executable, str(REPO / "benchmarks" / "gpu_train.py"), "pack", "--subset", str(subset)]
+            + ["--out", str(tmp_path / "again"), "--images", str(image_folder)],
+            capture_output=True,
+            text=True,
+        )
+        assert failed.returncode == 1
+        assert not (tmp_path / "again").exists()
+        return failed.stderr.strip().splitlines()[-1]
+
+    # an image the folder does not hold; a PNG (the GPU side decodes JPEG only)
+    assert refused(np.concatenate([images[chosen], images[:1] ^ 1])) == (
         f"error: --images {folder}: 1 of the subset's 9 training images are not in it"
     )
-    assert not (tmp_path / "again").exists()
+    Image.fromarray(images[0] ^ 1).save(folder / "cat" / "z.png")
+    assert refused(np.concatenate([images[chosen], images[:1] ^ 1])) == (
+        f"error: --images {folder}: {folder / 'cat' / 'z.png'} is PNG (32, 32); expected 32x32 JPEG"
+    )
+    nowhere = tmp_path / "nowhere"
+    assert refused(images[chosen], nowhere).startswith(
+        f"error: --images {nowhere}: data.path={nowhere}: not a directory"
+    )
 
 
 @pytest.mark.slow  # trains or times in a benchmark script subprocess
