@@ -108,11 +108,12 @@ def pack_jpeg(subset: Path, images: Path, out: Path) -> None:
         sys.exit(f"error: --images {images}: {missing} of the subset's {len(train)} training images are not in it")
     # The far side decodes with decode_jpeg and no resizing: anything else would fail there,
     # on the GPU's time. The folder loader also reads PNG and resizes other sizes.
-    for k in found:
-        with open(files[k], "rb") as file, Image.open(file) as image:
+    raw = [Path(files[k]).read_bytes() for k in found]  # each file read once: checked, then packed
+    for k, data in zip(found, raw):
+        with Image.open(io.BytesIO(data)) as image:
             if image.format != "JPEG" or image.size != (32, 32):
                 sys.exit(f"error: --images {images}: {files[k]} is {image.format} {image.size}; expected 32x32 JPEG")
-    blobs = [np.fromfile(files[k], dtype=np.uint8) for k in found]
+    blobs = [np.frombuffer(data, dtype=np.uint8) for data in raw]
     offsets = np.cumsum([0] + [len(blob) for blob in blobs])
     out.mkdir(parents=True, exist_ok=True)
     # a uint8 pack left beside it would travel too: 48 MiB more, over the carry's 64 MiB
@@ -132,15 +133,14 @@ def pack_jpeg(subset: Path, images: Path, out: Path) -> None:
     )
 
 
-def load_training_images(data: Path, device: torch.device) -> torch.Tensor:
-    """(N, 3, 32, 32) uint8 training images on `device`: decoded from the JPEG pack when
-    there is one (nvjpeg on a GPU), the uint8 pack otherwise."""
-    if not (data / JPEG_FILE).exists():
-        return to_channels_first(np.load(data / "gpu_data.npz")["train"]).to(device)
+def load_training_images(pack, device: torch.device) -> torch.Tensor:
+    """(N, 3, 32, 32) uint8 training images on `device` from a loaded pack: decoded when it is
+    the JPEG one (nvjpeg on a GPU), as they are from the uint8 one."""
+    if "jpeg" not in pack.files:
+        return to_channels_first(pack["train"]).to(device)
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    with np.load(data / JPEG_FILE) as pack:
-        jpeg, offsets, check = torch.from_numpy(pack["jpeg"]), pack["offsets"], pack["check"]
+    jpeg, offsets, check = torch.from_numpy(pack["jpeg"]), pack["offsets"], pack["check"]
     blobs = [jpeg[start:end] for start, end in zip(offsets[:-1], offsets[1:])]
     started = time.perf_counter()
     images = torch.empty((len(blobs), 3, 32, 32), dtype=torch.uint8, device=device)
@@ -248,8 +248,9 @@ def record(subset: Path, eval_outputs: Path, reports: Path, name: str, n_pairs: 
 def train(args: argparse.Namespace) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
+    # pack leaves one of the two files (each mode removes the other's)
     arrays = np.load(args.data / (JPEG_FILE if (args.data / JPEG_FILE).exists() else "gpu_data.npz"))
-    images = load_training_images(args.data, device)  # uint8 on the device, once
+    images = load_training_images(arrays, device)  # uint8 on the device, once
     valid_a, valid_b = to_channels_first(arrays["valid_a"]), to_channels_first(arrays["valid_b"])
     config = model_config("unet", args.width, args.depth, True, MIX)
     torch.manual_seed(args.seed)
@@ -386,7 +387,7 @@ def train(args: argparse.Namespace) -> None:
         "lr": args.lr,
         "optimizer": args.optimizer,
         "muon_lr": args.muon_lr if args.optimizer == "muon" else None,
-        "train_source": "JPEG bytes" if (args.data / JPEG_FILE).exists() else "uint8 arrays",
+        "train_source": "JPEG bytes" if "jpeg" in arrays.files else "uint8 arrays",
         "ema_decay": args.ema_decay,
         "compiled": step_model is not model,
         "steps": total_steps,
