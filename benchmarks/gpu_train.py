@@ -46,13 +46,14 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.flop_counter import FlopCounterMode
 
+from unmix.config import SetConfig
 from unmix.model.devices import autocast, memory_format, place_model
 from unmix.model.mixing import MIXES
 from unmix.model.networks import build_model, model_config
 from unmix.model.tensors import normalise, to_channels_first
 from unmix.training.loop import random_flips, validate
 from unmix.training.losses import LOSSES
-from unmix.training.optimizers import MuonAdam, muon_weights
+from unmix.training.optimizers import build_optimizer
 
 PART_BYTES = 15 * 2**20
 JPEG_FILE = "gpu_jpeg.npz"
@@ -264,11 +265,8 @@ def train(args: argparse.Namespace) -> None:
 
     def make_state(total_steps: int, optimizer_name: str = args.optimizer) -> tuple:
         """Optimizer, one-cycle schedule and weight average: everything a step updates."""
-        if optimizer_name == "muon":  # the CPU sets' Muon: the convolutions feeding a BatchNorm
-            on_muon = {id(p) for p in muon_weights(model)}
-            rest = [p for p in model.parameters() if id(p) not in on_muon]
-            groups = [{"params": muon_weights(model), "muon": True, "lr": args.muon_lr}, {"params": rest}]
-            optimizer = MuonAdam(groups, lr=args.lr)
+        if optimizer_name == "muon":  # the CPU sets' Muon, built as the train stage builds it
+            optimizer = build_optimizer(model, SetConfig(optimizer="muon", lr=args.lr, muon_lr=args.muon_lr))
         else:
             optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type == "cuda")
         peaks = [group["lr"] for group in optimizer.param_groups]
