@@ -113,3 +113,26 @@ def test_a_student_distilled_at_weight_one_learns_its_teachers_outputs_not_the_t
     distilled, plain = distance_to_teacher(teacher="teacher.pt", teacher_weight=1.0), distance_to_teacher()
     assert distilled < 0.5 * plain, (distilled, plain)
     assert all(torch.equal(before[key], value) for key, value in teacher.state_dict().items())
+
+
+def test_with_low_res_epochs_the_teacher_runs_on_the_full_size_epochs_alone():
+    # The teacher saw 32×32 mixtures only: the two 16×16 epochs train on the truth (no
+    # teacher forward at all), the 32×32 one calls it once a step.
+    rng = np.random.default_rng(0)
+    train = to_channels_first(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))
+    images = TrainingImages(train, train[:4], train[4:8])
+    torch.manual_seed(1)
+    teacher = UNetSeparator(width=4, depth=3).eval().requires_grad_(False)
+    taught, stepped = [], []
+    teacher.register_forward_pre_hook(lambda module, args: taught.append(tuple(args[0].shape[1:])))
+    torch.manual_seed(0)
+    student = UNetSeparator(width=4, depth=3)
+    student.register_forward_pre_hook(
+        lambda module, args: stepped.append(tuple(args[0].shape[1:])) if module.training else None
+    )
+    config = SetConfig(arch="unet", epochs=3, low_res_epochs=2, batch_size=8, seed=0, teacher="t.pt")
+    history = train_separator(student, config, images, teacher=teacher)
+    # 16 images, 4 pairs a step: 2 steps an epoch.
+    assert stepped == [(3, 16, 16)] * 4 + [(3, 32, 32)] * 2
+    assert taught == [(3, 32, 32)] * 2
+    assert len(history) == 3 and all(np.isfinite(r.train_l1) for r in history)

@@ -123,7 +123,8 @@ class SetConfig:
     # arithmetic; the rest, and every validation, at 32×32.
     low_res_epochs: int = field(default=0, metadata=_at_least(0))
     # Distillation: a trained model file (a longer run's models/<set>.pt) whose outputs for
-    # each training mixture are targets beside the truth (unmix.training.distillation). Like
+    # each 32×32 training mixture are targets beside the truth (unmix.training.distillation);
+    # low_res_epochs train on the truth alone (a teacher never saw 16×16 mixtures). Like
     # data.path it is read as it is, not a DVC dependency: a new teacher takes a new file name.
     teacher: str | None = None
     # The teacher's share of the loss: (1 - w) · loss(truth) + w · loss(teacher's outputs).
@@ -259,11 +260,6 @@ def _check_levers(set_config: SetConfig, name: str) -> None:
     low_res = set_config.low_res_epochs
     if not low_res:
         return
-    if set_config.teacher is not None:
-        raise ConfigError(
-            f"{name}.low_res_epochs = {low_res}: a teacher ({set_config.teacher}) trained on 32×32 mixtures "
-            "would give targets for 16×16 ones it never saw; expected low_res_epochs: 0 with a teacher"
-        )
     if set_config.arch != "unet":
         raise ConfigError(f"{name}.low_res_epochs = {low_res}: arch {set_config.arch} takes 32×32 images only")
     if set_config.depth > 3:

@@ -186,9 +186,10 @@ def train_separator(
     `optimizer` "muon" steps the convolutions that feed a BatchNorm with Muon at `muon_lr`
     (unmix.training.optimizers). The first `low_res_epochs` train on `half_size` pairs
     (their train loss is measured there too); validation is always at full size. A
-    `teacher` (a trained model, frozen) gives second targets for every training mixture,
-    weighted by `teacher_weight` (unmix.training.distillation); the train loss reported
-    stays the one against the truth.
+    `teacher` (a trained model, frozen) gives second targets for every full-size training
+    mixture, weighted by `teacher_weight` (unmix.training.distillation); the
+    low-resolution epochs train on the truth alone. The train loss reported stays the one
+    against the truth.
 
     With several `hooks.ranks`, every rank draws the whole batch's pairs and flips and
     trains on its share through DistributedDataParallel (`TrainingHooks` for the rest).
@@ -273,12 +274,14 @@ def _train_epoch(training: _Training, config: SetConfig, device: torch.device, r
     loss_sum = torch.zeros((), device=device)
     pairs_seen = 0
     low_res = epoch <= config.low_res_epochs  # the epoch alone decides: a resumed run agrees
+    # A teacher saw 32×32 mixtures only; on 16×16 ones its outputs would be guesses.
+    teacher = None if low_res else training.teacher
     for a_index, b_index in training.batches(config.batch_size):
         a, b = _batch(training, config, ranks, a_index, b_index)
         if low_res:
             a, b = half_size(a), half_size(b)
         weight = share_weight(len(a), len(a_index), ranks) if ranks.distributed else None
-        step_loss = _step(training, config, device, a, b, weight)
+        step_loss = _step(training, config, device, a, b, weight, teacher)
         # Accumulate on the tensor: a .item() here would sync every step.
         loss_sum += step_loss.detach() * len(a)
         pairs_seen += len(a_index)
@@ -323,10 +326,16 @@ def _batch(
 
 
 def _step(
-    training: _Training, config: SetConfig, device: torch.device, a: Tensor, b: Tensor, weight: float | None
+    training: _Training,
+    config: SetConfig,
+    device: torch.device,
+    a: Tensor,
+    b: Tensor,
+    weight: float | None,
+    teacher: nn.Module | None,
 ) -> Tensor:
     """One optimizer step on the mixtures of `a` and `b`; the batch's (unweighted) loss
-    against the truth (a teacher's term moves the weights, it is not reported).
+    against the truth (a `teacher`'s term moves the weights, it is not reported).
 
     `weight` (several ranks) scales the gradient so that unequal shares sum as one process's.
     """
@@ -335,9 +344,9 @@ def _step(
         out_1, out_2 = training.step(mixture)
     loss, out_1, out_2 = LOSSES[config.loss], out_1.float(), out_2.float()
     step_loss = objective = loss(out_1, out_2, a, b)
-    if training.teacher is not None:
+    if teacher is not None:
         with torch.no_grad(), autocast(device, config.precision):
-            teacher_1, teacher_2 = training.teacher(mixture)
+            teacher_1, teacher_2 = teacher(mixture)
         objective = distilled_loss(
             loss, out_1, out_2, step_loss, teacher_1.float(), teacher_2.float(), config.teacher_weight
         )
