@@ -87,16 +87,26 @@ def test_the_loop_refuses_a_teacher_its_config_does_not_name_and_the_reverse():
         train_separator(UNetSeparator(width=4, depth=1), SetConfig(arch="unet", teacher="t.pt"), images)
 
 
+def random_images(n: int) -> tuple[torch.Tensor, TrainingImages]:
+    """`n` random 32×32 images, and a training set of them (the first 8 validate too)."""
+    rng = np.random.default_rng(0)
+    train = to_channels_first(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
+    return train, TrainingImages(train, train[:4], train[4:8])
+
+
+def frozen_teacher(depth: int) -> UNetSeparator:
+    """An untrained U-Net of another seed than the students', frozen as `load_teacher` gives it."""
+    torch.manual_seed(1)
+    return UNetSeparator(width=4, depth=depth).eval().requires_grad_(False)
+
+
 def test_a_student_distilled_at_weight_one_learns_its_teachers_outputs_not_the_truth():
     # A teacher that is nothing like the truth (an untrained U-Net of another seed): trained
     # on the teacher's term alone, the student's outputs come closer to the teacher's than
     # the same student's trained on the truth, and the teacher's weights do not move.
     # Measured: 0.16 against 0.47 (PIT L1 to the teacher's outputs on unseen mixtures).
-    rng = np.random.default_rng(0)
-    train = to_channels_first(rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8))
-    images = TrainingImages(train, train[:4], train[4:8])
-    torch.manual_seed(1)
-    teacher = UNetSeparator(width=4, depth=1).eval().requires_grad_(False)
+    train, images = random_images(32)
+    teacher = frozen_teacher(depth=1)
     before = copy.deepcopy(teacher.state_dict())
     mixture = normalise(train[8:16]) / 2 + normalise(train[16:24]) / 2
     teacher_1, teacher_2 = separate(teacher, mixture)
@@ -118,11 +128,8 @@ def test_a_student_distilled_at_weight_one_learns_its_teachers_outputs_not_the_t
 def test_with_low_res_epochs_the_teacher_runs_on_the_full_size_epochs_alone():
     # The teacher saw 32×32 mixtures only: the two 16×16 epochs train on the truth (no
     # teacher forward at all), the 32×32 one calls it once a step.
-    rng = np.random.default_rng(0)
-    train = to_channels_first(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))
-    images = TrainingImages(train, train[:4], train[4:8])
-    torch.manual_seed(1)
-    teacher = UNetSeparator(width=4, depth=3).eval().requires_grad_(False)
+    _, images = random_images(16)
+    teacher = frozen_teacher(depth=3)  # 16 → 8 → 4 → 2
     taught, stepped = [], []
     teacher.register_forward_pre_hook(lambda module, args: taught.append(tuple(args[0].shape[1:])))
     torch.manual_seed(0)
